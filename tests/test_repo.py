@@ -1,0 +1,25 @@
+"The repository stays consistent: README from index.ipynb, modmem/ from nbs/."
+import filecmp, shutil, subprocess, sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_is_current():
+    sys.path.insert(0, str(ROOT / 'tools'))
+    from make_readme import render
+    assert render(ROOT / 'nbs' / 'index.ipynb') == (ROOT / 'README.md').read_text(), \
+        'README.md is stale: run `python tools/make_readme.py`'
+
+
+def test_package_matches_notebooks(tmp_path):
+    "nbdev_export of a copy of nbs/ reproduces modmem/ byte for byte."
+    for name in ('settings.ini', 'setup.py', 'README.md', 'pyproject.toml'):
+        if (ROOT / name).exists(): shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / 'nbs', tmp_path / 'nbs')
+    shutil.copytree(ROOT / 'modmem', tmp_path / 'modmem', ignore=shutil.ignore_patterns('__pycache__'))
+    exe = Path(sys.executable).parent / 'nbdev_export'
+    subprocess.run([str(exe)], cwd=tmp_path, check=True, capture_output=True)
+    cmp = filecmp.dircmp(ROOT / 'modmem', tmp_path / 'modmem', ignore=['__pycache__'])
+    assert not cmp.diff_files and not cmp.right_only, \
+        f'modmem/ is out of sync with nbs/ ({cmp.diff_files + cmp.right_only}): run nbdev_export'

@@ -1,0 +1,46 @@
+"""Regenerate README.md from nbs/index.ipynb without Quarto (`--check`: fail if README.md is stale)."""
+import json, re, sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADER = '<!-- Generated from nbs/index.ipynb by tools/make_readme.py: edit the notebook, not this file. -->\n\n'
+
+
+def _directives(src):
+    return [l for l in src.splitlines() if re.match(r'^\s*#\s*\|', l)]
+
+
+def _text_outputs(cell):
+    out = []
+    for o in cell.get('outputs', []):
+        if o.get('output_type') == 'stream': out.append(''.join(o['text']))
+        elif 'text/plain' in o.get('data', {}) and 'image/png' not in o['data']: out.append(''.join(o['data']['text/plain']))
+    return ''.join(x if x.endswith('\n') else x + '\n' for x in out)
+
+
+def render(nb_path) -> str:
+    "README text for a notebook: markdown as is, code cells as python blocks with their text outputs."
+    nb = json.loads(Path(nb_path).read_text())
+    parts = []
+    for cell in nb['cells']:
+        src = ''.join(cell['source'])
+        if cell['cell_type'] == 'markdown': parts.append(src.strip() + '\n')
+        elif cell['cell_type'] == 'code':
+            flags = ' '.join(_directives(src))
+            if re.search(r'\bhide\b|\bexport\b', flags): continue
+            code = '\n'.join(l for l in src.splitlines() if not re.match(r'^\s*#\s*\|', l)).strip()
+            if code: parts.append(f'```python\n{code}\n```\n')
+            out = _text_outputs(cell)
+            if out: parts.append(f'```\n{out}```\n')
+    return HEADER + '\n'.join(parts)
+
+
+if __name__ == '__main__':
+    text = render(ROOT / 'nbs' / 'index.ipynb')
+    readme = ROOT / 'README.md'
+    if '--check' in sys.argv[1:]:
+        if not readme.exists() or readme.read_text() != text:
+            sys.exit('README.md is stale: run `python tools/make_readme.py`')
+        print('README.md is current')
+    else:
+        readme.write_text(text); print(f'wrote {readme}')
