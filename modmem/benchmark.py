@@ -4,14 +4,14 @@
 
 # %% ../nbs/02a_benchmark.ipynb #c002
 from __future__ import annotations
-import time
+import math, time
 import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .data import ModularTask, make_data
 from .models import EnsembleMLP
-from .training import StackedOptimizer, train_step, default_device
+from .training import StackedOptimizer, train_step, default_device, auto_member_chunk
 
 # %% auto #0
 __all__ = ['OneHotMLP', 'sequential_rate', 'ensemble_rate', 'benchmark']
@@ -27,6 +27,16 @@ class OneHotMLP(nn.Module):
 def _sync(device):
     if str(device).startswith('cuda'): torch.cuda.synchronize()
 
+def _time(step, steps: int, device, warmup: int = 3, repeats: int = 3) -> float:
+    "Best wall time of `steps` calls of `step` over `repeats` tries, after `warmup` calls."
+    for _ in range(warmup): step()
+    best = math.inf
+    for _ in range(repeats):
+        _sync(device); t0 = time.perf_counter()
+        for _ in range(steps): step()
+        _sync(device); best = min(best, time.perf_counter() - t0)
+    return best
+
 def sequential_rate(n_models: int, p: int = 97, width: int = 500, train_frac: float = 0.5, steps: int = 10,
                     device: str | None = None) -> float:
     "Model-steps per second of `n_models` one-hot models trained one after another."
@@ -41,11 +51,7 @@ def sequential_rate(n_models: int, p: int = 97, width: int = 500, train_frac: fl
         opt = torch.optim.AdamW(model.parameters(), lr=0.01, betas=(0.9, 0.98), weight_decay=1.0)
         def step():
             opt.zero_grad(); F.mse_loss(model(x), y).backward(); opt.step()
-        step(); _sync(device)
-        t0 = time.perf_counter()
-        for _ in range(steps): step()
-        _sync(device)
-        total += time.perf_counter() - t0
+        total += _time(step, steps, device)
     return n_models * steps / total
 
 def ensemble_rate(n_members: int, p: int = 97, width: int = 500, train_frac: float = 0.5, steps: int = 10,
@@ -57,12 +63,9 @@ def ensemble_rate(n_members: int, p: int = 97, width: int = 500, train_frac: flo
     opt = StackedOptimizer(list(model.parameters()), 0.01, 1.0, 'adamw', (0.9, 0.98))
     rows, valid = data.train_index()
     valid = None if bool(valid.all()) else valid
-    step = lambda: train_step(model, opt, data.pairs, data.labels, rows, valid, 'mse')
-    step(); _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps): step()
-    _sync(device)
-    return n_members * steps / (time.perf_counter() - t0)
+    chunk = auto_member_chunk(model, rows.shape[1], device)
+    step = lambda: train_step(model, opt, data.pairs, data.labels, rows, valid, 'mse', chunk)
+    return n_members * steps / _time(step, steps, device)
 
 # %% ../nbs/02a_benchmark.ipynb #c006
 def benchmark(sizes=(1, 4, 16), p: int = 97, width: int = 500, train_frac: float = 0.5, steps: int = 10,

@@ -109,15 +109,17 @@ class EnsembleMLP(nn.Module):
         m = copy.deepcopy(self); m.act = act
         return m
 
-    def hidden(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        "Pre-activations U[:, a] + V[:, b] as [E, B, N]."
-        E, p = self.n_members, self.p
+    def hidden(self, a: torch.Tensor, b: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
+        "Pre-activations U[:, a] + V[:, b] as [E, B, N] (of the members in `members`)."
+        emb_a = self.emb_a[members]
+        emb_b = emb_a if self.tied else self.emb_b[members]
+        E, p = emb_a.shape[:2]
         if a.dim() == 1: a, b = a.expand(E, -1), b.expand(E, -1)
         off = (torch.arange(E, device=a.device) * p)[:, None]
-        emb_b = self.emb_a if self.tied else self.emb_b
-        return (F.embedding(a + off, self.emb_a.reshape(E * p, -1)) + F.embedding(b + off, emb_b.reshape(E * p, -1)))
+        return F.embedding(a + off, emb_a.reshape(E * p, -1)) + F.embedding(b + off, emb_b.reshape(E * p, -1))
 
-    def _normalize(self, h, valid):
+    def _normalize(self, h, valid, members=slice(None)):
+        weight, bias = self.norm_weight[members, None], self.norm_bias[members, None]
         if self.norm == 'layer':
             h = F.layer_norm(h, (self.width,), eps=1e-5)
         elif self.training:
@@ -126,23 +128,25 @@ class EnsembleMLP(nn.Module):
             mean = (h * w[..., None]).sum(1) / n
             var = (((h - mean[:, None]) ** 2) * w[..., None]).sum(1) / n
             with torch.no_grad():
-                self.running_mean.lerp_(mean, 0.1)
-                self.running_var.lerp_(var * n / (n - 1).clamp(min=1), 0.1)
+                self.running_mean[members] = self.running_mean[members].lerp(mean, 0.1)
+                self.running_var[members] = self.running_var[members].lerp(var * n / (n - 1).clamp(min=1), 0.1)
             h = (h - mean[:, None]) / torch.sqrt(var[:, None] + 1e-5)
         else:
-            h = (h - self.running_mean[:, None]) / torch.sqrt(self.running_var[:, None] + 1e-5)
-        return h * self.norm_weight[:, None] + self.norm_bias[:, None]
+            h = (h - self.running_mean[members, None]) / torch.sqrt(self.running_var[members, None] + 1e-5)
+        return h * weight + bias
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        "Logits [E, B, n_out] for index tensors a, b [E, B] or [B]."
-        h = self.hidden(a, b)
-        if self.training and bool(self.dropout.any()):
-            keep = 1 - self.dropout[:, None, None]
+    def forward(self, a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor | None = None,
+                members: slice = slice(None)) -> torch.Tensor:
+        "Logits [E, B, n_out] for index tensors a, b [E, B] or [B]; `members` selects a slice of the ensemble."
+        h = self.hidden(a, b, members)
+        rate = self.dropout[members]
+        if self.training and bool(rate.any()):
+            keep = 1 - rate[:, None, None]
             h = h * (torch.rand(h.shape, device=h.device, generator=self.generator) < keep) / keep
         h = ACTIVATIONS[self.act](h)
-        if self.norm is not None: h = self._normalize(h, valid)
-        out = torch.bmm(h, self.unemb)
-        return out if self.bias is None else out + self.bias[:, None]
+        if self.norm is not None: h = self._normalize(h, valid, members)
+        out = torch.bmm(h, self.unemb[members])
+        return out if self.bias is None else out + self.bias[members, None]
 
     def extra_repr(self):
         return (f"p={self.p}, width={self.width}, n_members={self.n_members}, act={self.act!r}, norm={self.norm!r}, "

@@ -17,7 +17,8 @@ from .models import EnsembleMLP, activation_name, init_std, NORMS, _per_member
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'LOSSES', 'PER_MEMBER', 'StackedOptimizer', 'example_loss', 'evaluate', 'TrainConfig',
-           'paper1_minibatch', 'default_device', 'TrainResult', 'atomic_write', 'train_step', 'train', 'plot_curves']
+           'paper1_minibatch', 'default_device', 'TrainResult', 'atomic_write', 'auto_member_chunk', 'train_step',
+           'train', 'plot_curves']
 
 # %% ../nbs/02_training.ipynb #c005
 OPTIMIZERS = ('adamw', 'adam', 'sgd')
@@ -133,6 +134,7 @@ class TrainConfig:
     split_seed: int | list | None = None
     noise_seed: int | list = 0
     log_every: int | list | None = None
+    member_chunk: int | None = None
 
     def member_table(self) -> pd.DataFrame:
         "One row per member: the product of the list-valued per-member knobs."
@@ -227,12 +229,22 @@ def atomic_write(path: Path, write: Callable[[str], None]):
         if os.path.exists(tmp): os.remove(tmp)
 
 # %% ../nbs/02_training.ipynb #c022
-def train_step(model, opt, pairs, labels, rows, valid=None, loss='mse'):
+def auto_member_chunk(model, batch: int, device) -> int:
+    "Members per forward/backward pass: all on a GPU; on a CPU as many as keep the hidden layer within ~16 MB of cache."
+    if not str(device).startswith('cpu'): return model.n_members
+    return max(1, min(model.n_members, int(4e6 // (batch * model.width))))
+
+def train_step(model, opt, pairs, labels, rows, valid=None, loss='mse', member_chunk: int | None = None):
     "One batched update: rows [E, B] index the table, `valid` [E, B] masks padding (None: all valid)."
-    per_example = example_loss(model(pairs[rows, 0], pairs[rows, 1], valid), labels.gather(1, rows), loss)
-    per_member = per_example.mean(1) if valid is None else _masked_mean(per_example, valid)
+    E = model.n_members
+    chunk = member_chunk or E
     opt.zero_grad()
-    per_member.sum().backward()
+    for s in range(0, E, chunk):
+        sl = slice(s, min(E, s + chunk))
+        r, w = rows[sl], None if valid is None else valid[sl]
+        per_example = example_loss(model(pairs[r, 0], pairs[r, 1], w, members=sl), labels[sl].gather(1, r), loss)
+        per_member = per_example.mean(1) if w is None else _masked_mean(per_example, w)
+        per_member.sum().backward()
     opt.step()
 
 def train(config: TrainConfig, members: pd.DataFrame | list[dict] | None = None, device: str | None = None,
@@ -264,6 +276,7 @@ def train(config: TrainConfig, members: pd.DataFrame | list[dict] | None = None,
     pairs, labels = data.pairs, data.labels
     batches = None if cfg.batch_size is None else _Batches(idx, valid, data.n_train, cfg.batch_size, gen)
     log_at, logged = set(_log_steps(cfg.log_every, cfg.steps)), []
+    chunk = cfg.member_chunk or auto_member_chunk(model, idx.shape[1] if cfg.batch_size is None else cfg.batch_size, device)
 
     def log(step):
         m = evaluate(model, data, cfg.loss)
@@ -275,7 +288,7 @@ def train(config: TrainConfig, members: pd.DataFrame | list[dict] | None = None,
         if step in log_at: log(step)
         if step == cfg.steps: break
         rows, w = (idx, valid) if batches is None else (batches(step), None)
-        train_step(model, opt, pairs, labels, rows, w, cfg.loss)
+        train_step(model, opt, pairs, labels, rows, w, cfg.loss, chunk)
     seconds = time.perf_counter() - t0
     history = _tidy(logged)
     final = history[history.step == cfg.steps].pivot(index='member', columns='metric', values='value')
