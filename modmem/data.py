@@ -12,7 +12,7 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['OPERATIONS', 'CORRUPTION_MODES', 'is_prime', 'ModularTask', 'check_fraction', 'check_mode', 'split_mask',
-           'corrupt_labels', 'authors_split', 'EnsembleData', 'make_data']
+           'noisy_labels', 'corrupt_labels', 'authors_split', 'EnsembleData', 'make_data']
 
 # %% ../nbs/00_data.ipynb #c005
 def is_prime(n: int) -> bool:
@@ -76,9 +76,10 @@ def split_mask(n: int, train_frac: float, seed: int = 0) -> torch.Tensor:
     return mask
 
 # %% ../nbs/00_data.ipynb #c016
-def _wrong_labels(true: torch.Tensor, p: int, g: torch.Generator) -> torch.Tensor:
-    "Labels drawn uniformly from the p-1 labels that differ from `true`."
-    return (true + torch.randint(1, p, true.shape, generator=g)) % p
+def noisy_labels(true: torch.Tensor, n_classes: int, mode: str, g: torch.Generator) -> torch.Tensor:
+    "Replacement labels: uniform over all classes ('uniform') or over the classes other than `true` ('wrong')."
+    if mode == 'uniform': return torch.randint(0, n_classes, true.shape, generator=g)
+    return (true + torch.randint(1, n_classes, true.shape, generator=g)) % n_classes
 
 def _symmetric_groups(pairs, rows):
     "Rows grouped so that (a, b) and (b, a) fall in one group."
@@ -109,8 +110,7 @@ def corrupt_labels(task: ModularTask, train: torch.Tensor, noise: float, mode: s
             corrupted[grp] = True
         return labels, corrupted
     picked = rows[torch.randperm(len(rows), generator=g)[:n_noise]]
-    labels[picked] = (torch.randint(0, task.p, (n_noise,), generator=g) if mode == 'uniform'
-                      else _wrong_labels(task.labels[picked], task.p, g))
+    labels[picked] = noisy_labels(task.labels[picked], task.p, mode, g)
     corrupted[picked] = True
     return labels, corrupted
 

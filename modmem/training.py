@@ -18,10 +18,10 @@ from .models import EnsembleMLP, activation_name, init_std, NORMS, _per_member
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'LOSSES', 'PER_MEMBER', 'StackedOptimizer', 'example_loss', 'evaluate', 'TrainConfig',
            'paper1_minibatch', 'default_device', 'TrainResult', 'atomic_write', 'auto_member_chunk', 'train_step',
-           'train', 'plot_curves']
+           'config_data', 'train', 'plot_curves']
 
 # %% ../nbs/02_training.ipynb #c005
-OPTIMIZERS = ('adamw', 'adam', 'sgd')
+OPTIMIZERS = ('adamw', 'adam', 'sgd', 'muon')
 
 class StackedOptimizer:
     "AdamW, Adam or SGD over parameters [E, ...] with per-member learning rate and weight decay."
@@ -46,7 +46,10 @@ class StackedOptimizer:
         for p, st in zip(self.params, self.state):
             if p.grad is None: continue
             g, lr, wd = p.grad, self._member(self.lr, p), self._member(self.weight_decay, p)
-            if self.kind == 'adamw': p.mul_(1 - lr * wd)
+            if self.kind == 'muon' and p.dim() == 3:
+                self._muon(p, g, st, lr, wd)
+                continue
+            if self.kind in ('adamw', 'muon'): p.mul_(1 - lr * wd)
             else: g = g + wd * p
             if self.kind == 'sgd':
                 if self.momentum:
@@ -60,6 +63,24 @@ class StackedOptimizer:
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
             denom = (v.sqrt() / math.sqrt(1 - b2 ** self.t)).add_(self.eps)
             p.sub_((lr / (1 - b1 ** self.t)) * m / denom)
+
+    def _muon(self, p, g, st, lr, wd, ns=(3.4445, -4.775, 2.0315), ns_steps=5, nesterov=True):
+        "torch.optim.Muon's update, batched over members; a stored [E, r, c] parameter is the paper's [c, r] matrix."
+        mom = self.momentum or 0.95
+        buf = st.setdefault('momentum_buffer', torch.zeros_like(p))
+        buf.lerp_(g, 1 - mom)
+        update = g.lerp(buf, mom) if nesterov else buf
+        rows, cols = p.shape[-1], p.shape[-2]  # the paper-orientation matrix is [rows, cols]
+        x = update.bfloat16()
+        if rows <= cols: x = x.transpose(1, 2)  # work on the wide orientation, as torch does
+        x = x / x.flatten(1).norm(dim=1).clamp(min=1e-7)[:, None, None]
+        a, b, c = ns
+        for _ in range(ns_steps):
+            gram = x @ x.transpose(1, 2)
+            x = a * x + (b * gram + c * gram @ gram) @ x
+        if rows <= cols: x = x.transpose(1, 2)
+        p.mul_(1 - lr * wd)
+        p.sub_(lr * math.sqrt(max(1, rows / cols)) * x.to(p.dtype))
 
     def zero_grad(self):
         for p in self.params: p.grad = None
@@ -247,6 +268,12 @@ def train_step(model, opt, pairs, labels, rows, valid=None, loss='mse', member_c
         per_member.sum().backward()
     opt.step()
 
+def config_data(cfg: TrainConfig, members: pd.DataFrame | None = None) -> EnsembleData:
+    "The stacked data `train` builds for `cfg` and its member table."
+    members = cfg.member_table() if members is None else members
+    return make_data(ModularTask(cfg.op, cfg.p), members.train_frac.tolist(), members.noise.tolist(), cfg.noise_mode,
+                     members.split_seed.astype(int).tolist(), members.noise_seed.astype(int).tolist(), cfg.split)
+
 def train(config: TrainConfig, members: pd.DataFrame | list[dict] | None = None, device: str | None = None,
           progress: bool = True, metrics: dict[str, Callable] | None = None) -> TrainResult:
     "Train every member of the ensemble described by `config` (and `members`) in one batched loop."
@@ -261,9 +288,7 @@ def train(config: TrainConfig, members: pd.DataFrame | list[dict] | None = None,
     cfg.validate(members)
     device = device or default_device()
     t0 = time.perf_counter()
-    task = ModularTask(cfg.op, cfg.p)
-    data = make_data(task, members.train_frac.tolist(), members.noise.tolist(), cfg.noise_mode,
-                     members.split_seed.astype(int).tolist(), members.noise_seed.astype(int).tolist(), cfg.split).to(device)
+    data = config_data(cfg, members).to(device)
     E = len(members)
     model = EnsembleMLP(cfg.p, cfg.width, E, act=cfg.act, init=cfg.init, init_scale=cfg.init_scale,
                         seeds=members.seed.astype(int).tolist(), dropout=members.dropout.tolist(), norm=cfg.norm,

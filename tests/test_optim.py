@@ -76,3 +76,22 @@ def test_bad_optimizer_settings():
     with pytest.raises(ValueError, match="'adamw', 'adam', 'sgd'"): StackedOptimizer(p, 0.1, 0.0, 'lion')
     with pytest.raises(ValueError, match='one per member'): StackedOptimizer(p, [0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match='>= 0'): StackedOptimizer(p, -0.1)
+
+
+def test_muon_matches_torch():
+    "Stacked Muon on [E, r, c] parameters equals torch.optim.Muon on each member's paper-orientation [c, r] matrix."
+    torch.manual_seed(0)
+    E, lrs, wds = 2, [0.02, 0.01], [0.1, 0.0]
+    params = [torch.randn(E, 11, 32, requires_grad=True), torch.randn(E, 32, 11, requires_grad=True)]
+    refs = [[torch.nn.Parameter(p[e].detach().T.clone()) for p in params] for e in range(E)]
+    opt = StackedOptimizer(params, lrs, wds, 'muon')
+    ref_opts = [torch.optim.Muon(r, lr=lr, weight_decay=wd) for r, lr, wd in zip(refs, lrs, wds)]
+    for _ in range(20):
+        grads = [torch.randn_like(p) for p in params]
+        for p, g in zip(params, grads): p.grad = g.clone()
+        opt.step()
+        for e in range(E):
+            for r, g in zip(refs[e], grads): r.grad = g[e].T.clone()
+            ref_opts[e].step()
+    for e in range(E):
+        for p, r in zip(params, refs[e]): assert _rel(p[e].detach().T, r.detach()) < 1e-3
