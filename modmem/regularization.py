@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
+import matplotlib.pyplot as plt
 from .training import TrainConfig, paper1_minibatch
 from .sweep import plan_sweep, sweep, sweep_throughput, SweepResult
 from .phases import add_phases, plot_phase_diagram, plot_phase_rows

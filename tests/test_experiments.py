@@ -1,0 +1,97 @@
+"The experiment notebooks: every one runs at the smoke preset; reproduce resumes after a kill; the manifest matches the committed figures."
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+import pytest
+from modmem.manifest import MANIFEST, notebooks, figures_of, figure_status, saved
+from modmem.reproduce import reproduce, read_record, index_table
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = ROOT / 'experiments'
+
+
+def test_every_manifest_notebook_exists():
+    missing = [n for n in notebooks() if not (EXPERIMENTS / f'{n}.ipynb').exists()]
+    assert not missing, f'experiment notebooks named by the manifest are missing: {missing}'
+    extra = sorted(p.stem for p in EXPERIMENTS.glob('*.ipynb') if p.stem not in notebooks())
+    assert not extra, f'experiment notebooks not in the manifest: {extra}'
+
+
+def test_notebooks_have_parameters_cell():
+    for n in notebooks():
+        nb = json.loads((EXPERIMENTS / f'{n}.ipynb').read_text())
+        tagged = [c for c in nb['cells'] if 'parameters' in c.get('metadata', {}).get('tags', [])]
+        assert len(tagged) == 1, f'{n}: needs exactly one cell tagged parameters'
+        src = ''.join(tagged[0]['source'])
+        for name in ('preset', 'out', 'cache', 'executor', 'device'):
+            assert f'{name} =' in src, f'{n}: parameters cell lacks {name}'
+        assert not any(c.get('outputs') for c in nb['cells'] if c['cell_type'] == 'code'), f'{n}: commit it without outputs'
+
+
+def test_all_experiments_at_smoke(tmp_path):
+    "CI runs every experiment notebook at the smoke preset; each saves exactly its manifest figures."
+    t = reproduce('smoke', out=tmp_path, experiments=EXPERIMENTS, progress=False)
+    failed = t[t.status != 'ok']
+    assert failed.empty, failed.to_string()
+    idx = index_table(tmp_path, 'smoke')
+    made = idx[idx.notebook.notna()]
+    assert (made.status == 'ok').all(), made[made.status != 'ok'][['id', 'status']].to_string()
+    saved_ids = {p.stem for p in (tmp_path / 'smoke').glob('*.json')}
+    assert saved_ids == {e.id for e in MANIFEST if e.notebook}
+    assert (tmp_path / 'smoke' / 'index.md').exists() and (tmp_path / 'smoke' / 'index.html').exists()
+
+
+def _fake(path, name, body):
+    cells = [dict(cell_type='code', metadata=dict(tags=['parameters']), execution_count=None, outputs=[], id='p',
+                  source="preset = 'smoke'\nout = 'figures'\ncache = None\nexecutor = None\ndevice = None"),
+             dict(cell_type='code', metadata={}, execution_count=None, outputs=[], id='b',
+                  source="import os, time\nimport matplotlib.pyplot as plt\nfrom modmem.experiments import Experiment\n"
+                         f"exp = Experiment({name!r}, preset, out, cache, executor, device)\n{body}\n"
+                         "for i in exp.expected:\n    fig, ax = plt.subplots(); ax.plot([0, 1]); exp.save(fig, i)\nexp.finish()")]
+    nb = dict(cells=cells, metadata=dict(kernelspec=dict(name='python3', display_name='python3', language='python')),
+              nbformat=4, nbformat_minor=5)
+    (path / f'{name}.ipynb').write_text(json.dumps(nb))
+
+
+def test_killed_run_resumes_only_unfinished(tmp_path):
+    "Kill `modmem reproduce` while its second notebook runs: the next run skips the first and redoes the second."
+    ex = tmp_path / 'experiments'; ex.mkdir()
+    _fake(ex, 'p1_curves', '')
+    _fake(ex, 'p1_ipr', "time.sleep(float(os.environ.get('FAKE_SLEEP', '0')))")
+    out = tmp_path / 'figs'
+    exe = Path(sys.executable).parent / 'modmem'
+    cmd = [str(exe), 'reproduce', '--preset', 'smoke', '--only', 'p1_curves', 'p1_ipr', '--jobs', '1',
+           '--out', str(out), '--experiments', str(ex)]
+    proc = subprocess.Popen(cmd, env=dict(os.environ, FAKE_SLEEP='120'), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            rec = read_record(out, 'smoke', 'p1_ipr')
+            if rec and rec['status'] == 'running' and (out / 'smoke' / 'logs' / 'p1_ipr.log').stat().st_size > 0: break
+            time.sleep(0.5)
+        else: pytest.fail('the second notebook never started')
+        time.sleep(3)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+    assert read_record(out, 'smoke', 'p1_curves')['status'] == 'ok'
+    assert read_record(out, 'smoke', 'p1_ipr')['status'] == 'running'
+    assert saved(out, 'smoke', 'p1-fig02') is None
+    first_fig = (out / 'smoke' / 'p1-fig01.png').stat().st_mtime_ns
+    t = reproduce('smoke', ['p1_curves', 'p1_ipr'], out=out, experiments=ex, jobs=1, progress=False)
+    assert t.status.tolist() == ['current', 'ok']
+    assert (out / 'smoke' / 'p1-fig01.png').stat().st_mtime_ns == first_fig
+    assert saved(out, 'smoke', 'p1-fig02') is not None
+
+
+def test_manifest_matches_committed_figures():
+    "Every figure a notebook makes is committed under figures/ at quick (or full), and nothing else is."
+    st = figure_status(ROOT / 'figures')
+    made = st[st.notebook.notna()]
+    bad = made[~made.status.isin(['full', 'quick only'])]
+    assert bad.empty, f'figures without a committed quick/full output: {bad[["id", "status"]].to_string()}'
+    ids = {e.id for e in MANIFEST}
+    for preset in ('quick', 'full'):
+        for f in (ROOT / 'figures' / preset).glob('*.json'):
+            assert f.stem in ids, f'{f} is not a manifest figure'
+            rec = json.loads(f.read_text())
+            assert rec['preset'] == preset and rec['notebook'] == next(e.notebook for e in MANIFEST if e.id == f.stem)
