@@ -287,6 +287,7 @@ def train(config: TrainConfig, members: pd.DataFrame | list[dict] | None = None,
         members = members[list(PER_MEMBER)]
     cfg.validate(members)
     device = device or default_device()
+    if str(device).startswith('cpu'): torch.set_flush_denormal(True)
     t0 = time.perf_counter()
     data = config_data(cfg, members).to(device)
     E = len(members)
