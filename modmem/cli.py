@@ -46,15 +46,25 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument('--json', action='store_true', help='print one JSON object per member')
     t.add_argument('--out', type=Path, default=None, help='write results, history and a training-curve figure here')
     t.add_argument('--quiet', action='store_true', help='no progress bar')
-    b = sub.add_parser('bench', help='model-steps/s of the ensemble against a loop of one-hot models',
+    b = sub.add_parser('bench', help="model-steps/s of the engine against a loop of one-hot models and the GEMM bound (issue 11's table)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    b.add_argument('--sizes', type=int, nargs='+', default=[1, 4, 16])
+    b.add_argument('--sizes', type=int, nargs='+', default=[1, 16, 64, 289], help='ensemble sizes E in one α')
+    b.add_argument('--large', action='store_true', help='add E = 1156 (for a GPU)')
     b.add_argument('--p', type=int, default=97)
     b.add_argument('--width', type=int, default=500)
-    b.add_argument('--train-frac', type=float, default=0.5)
-    b.add_argument('--steps', type=int, default=10)
-    b.add_argument('--device', default=None)
-    r = sub.add_parser('reproduce', help="run the experiment notebooks with papermill and index every figure",
+    b.add_argument('--train-frac', type=float, default=0.5, help='α of the sequential loop and of the one-α ensembles')
+    b.add_argument('--alphas', type=float, nargs='+', default=[0.3, 0.5, 0.7, 0.9], help="the phase diagram's α values")
+    b.add_argument('--runs', type=int, default=289, help='members of the phase diagram')
+    b.add_argument('--compare', type=int, default=16, help='members of the comparison at the mean α')
+    b.add_argument('--sequential', type=int, default=3, help='models of the sequential loop')
+    b.add_argument('--steps', type=int, default=2, help='timed steps per repeat (best of 3 repeats; more when a repeat is shorter than --min-seconds)')
+    b.add_argument('--warmup', type=int, default=1, help='untimed steps before timing')
+    b.add_argument('--min-seconds', type=float, default=0.2, help='a timed repeat shorter than this is redone with more steps')
+    b.add_argument('--device', default=None, help='cpu, cuda, ... (default: CUDA when present)')
+    b.add_argument('--json', type=Path, default=None, help='write the table, the checks and the setup as JSON here')
+    b.add_argument('--csv', type=Path, default=None, help='write the table as CSV here')
+    b.add_argument('--quiet', action='store_true', help='no progress lines')
+    r = sub.add_parser('reproduce', help="run the experiment notebooks (papermill, or --plain) and index every figure",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     r.add_argument('--preset', default='quick', choices=['smoke', 'quick', 'full'],
                    help="smoke: CI scale in seconds; quick: a laptop CPU; full: the papers' settings (GPU)")
@@ -62,7 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument('--out', type=Path, default=Path('figures'), help='figures, provenance and index go to OUT/PRESET/')
     r.add_argument('--executor', default=None, help="sweep executor: 'processes' or a Dask scheduler address (default: in process)")
     r.add_argument('--device', default=None, help='cpu, cuda, ... (default: CUDA when present)')
-    r.add_argument('--jobs', type=int, default=None, help='notebooks at a time (default: 2, or 1 on one core)')
+    r.add_argument('--jobs', type=int, default=None,
+                   help='notebooks at a time (default: one per visible GPU on CUDA, each pinned to its own; else 2, or 1 on one core)')
+    r.add_argument('--plain', action='store_true', help='run the notebooks without papermill or Jupyter (modmem.reproduce.run_plain)')
+    r.add_argument('--cache', type=Path, default=None, help="sweep cache the notebooks share (default: each notebook's, OUT/cache)")
     r.add_argument('--force', action='store_true', help='re-run notebooks whose outputs are current')
     r.add_argument('--timeout', type=float, default=None, help='seconds allowed per notebook')
     r.add_argument('--experiments', type=Path, default=None, help='folder of experiment notebooks (default: ./experiments)')
@@ -114,10 +127,23 @@ def main(argv=None):
     return 0
 
 def _bench(args):
-    from modmem.benchmark import benchmark
-    tbl = benchmark(args.sizes, args.p, args.width, args.train_frac, args.steps, args.device)
-    print(f"p={args.p}, N={args.width}, alpha={args.train_frac}, full batch, {args.steps} timed steps per model")
-    print(tbl.round(2).to_string(index=False))
+    from modmem.benchmark import benchmark, benchmark_checks, format_checks
+    from modmem.experiments import device_label
+    from modmem.training import default_device
+    device = args.device or default_device()
+    tbl = benchmark(args.sizes, args.p, args.width, args.train_frac, args.steps, device, args.alphas, args.runs, args.compare,
+                    args.sequential, args.large, args.warmup, args.min_seconds, progress=not args.quiet)
+    checks = benchmark_checks(tbl, args.runs, args.compare)
+    print(f"p={args.p}, N={args.width}, full batch; {device_label(device)}; best of 3 repeats of {args.steps} steps "
+          f"after {args.warmup} warm-up")
+    cols = ['case', 'members', 'alpha', 'chunks', 'model_steps_per_s', 'ms_per_model_step', 'gemm_ms', 'x_gemm', 'gflops', 'x_sequential']
+    print(tbl[cols].round(3).to_string(index=False))
+    print(format_checks(checks))
+    if args.csv: tbl.to_csv(args.csv, index=False)
+    if args.json:
+        setup = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        args.json.write_text(json.dumps(dict(setup=setup, device=device_label(device), table=tbl.to_dict('records'),
+                                             checks=checks.to_dict('records')), indent=1, default=str))
     return 0
 
 def _reproduce(args):
@@ -128,7 +154,7 @@ def _reproduce(args):
         print(st[['id', 'notebook', 'status', 'preset', 'title']].fillna('').to_string(index=False))
         return 0
     tbl = reproduce(args.preset, args.only, args.out, args.experiments, args.executor, args.device, args.jobs, args.force,
-                    args.timeout)
+                    args.timeout, runner='plain' if args.plain else 'papermill', cache=args.cache)
     failed = tbl[tbl.status == 'failed']
     for r in failed.itertuples(): print(f"modmem: {r.notebook} failed: {r.error}", file=sys.stderr)
     return 1 if len(failed) else 0

@@ -21,7 +21,7 @@ def is_prime(n: int) -> bool:
     return all(n % d for d in range(2, math.isqrt(n) + 1))
 
 # %% ../nbs/00_data.ipynb #c006
-def _div(a, b, p): return (a * torch.tensor([pow(int(x), -1, p) if x else 0 for x in range(p)])[b]) % p
+def _div(a, b, p): return (a * torch.tensor([pow(int(x), -1, p) if x else 0 for x in range(p)], device=b.device)[b]) % p
 
 OPERATIONS = {
     'add': (lambda a, b, p: (a + b) % p, False),
@@ -32,7 +32,7 @@ OPERATIONS = {
 
 # %% ../nbs/00_data.ipynb #c007
 class ModularTask:
-    "All input pairs (a, b) of an operation mod `p`, with their true labels."
+    "All input pairs (a, b) of an operation mod `p`, with their true labels (on the CPU; `tables(device)` for a device)."
     def __init__(self, op: str | Callable = 'add', p: int = 97):
         if not isinstance(p, int) or isinstance(p, bool) or p < 2:
             raise ValueError(f"p must be an integer >= 2, got {p!r}")
@@ -42,15 +42,24 @@ class ModularTask:
         if needs_prime and not is_prime(p):
             raise ValueError(f"operation {op!r} needs a prime modulus (a field), got p={p}")
         self.p = p
-        a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing='ij')
+        r = torch.arange(p, device='cpu')
+        a, b = torch.meshgrid(r, r, indexing='ij')
         pairs = torch.stack([a.flatten(), b.flatten()], 1)
         if self.op == 'div': pairs = pairs[pairs[:, 1] != 0]
         self.pairs = pairs
-        labels = torch.as_tensor(self.fn(pairs[:, 0], pairs[:, 1], p)).long()
+        labels = torch.as_tensor(self.fn(pairs[:, 0], pairs[:, 1], p), device='cpu').long()
         if labels.shape != (len(pairs),) or labels.min() < 0 or labels.max() >= p:
             raise ValueError(f"operation {self.op!r} must map each pair to one label in [0, {p}), got shape {tuple(labels.shape)}")
         self.labels = labels
+        self._tables = {}
 
+    def tables(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        "The pairs [n, 2] and labels [n] on `device`: copied there on the first call, then cached."
+        key, cache = str(torch.device(device)), self.__dict__.setdefault('_tables', {})
+        if key not in cache: cache[key] = self.pairs.to(device), self.labels.to(device)
+        return cache[key]
+
+    def __getstate__(self): return {**self.__dict__, '_tables': {}}  # device copies stay in their process
     def __len__(self): return len(self.pairs)
     def __repr__(self): return f"ModularTask(op={self.op!r}, p={self.p}, n_pairs={len(self)})"
 
@@ -68,18 +77,18 @@ def check_mode(mode: str):
 
 # %% ../nbs/00_data.ipynb #c015
 def split_mask(n: int, train_frac: float, seed: int = 0) -> torch.Tensor:
-    "Boolean mask of the `int(train_frac*n)` training rows of a seeded random permutation."
+    "Boolean mask (on the CPU) of the `int(train_frac*n)` training rows of a seeded random permutation."
     check_fraction('train_frac', train_frac)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    mask = torch.zeros(n, dtype=torch.bool)
+    perm = torch.randperm(n, generator=torch.Generator('cpu').manual_seed(seed), device='cpu')
+    mask = torch.zeros(n, dtype=torch.bool, device='cpu')
     mask[perm[:int(train_frac * n)]] = True
     return mask
 
 # %% ../nbs/00_data.ipynb #c016
 def noisy_labels(true: torch.Tensor, n_classes: int, mode: str, g: torch.Generator) -> torch.Tensor:
-    "Replacement labels: uniform over all classes ('uniform') or over the classes other than `true` ('wrong')."
-    if mode == 'uniform': return torch.randint(0, n_classes, true.shape, generator=g)
-    return (true + torch.randint(1, n_classes, true.shape, generator=g)) % n_classes
+    "Replacement labels: uniform over all classes ('uniform') or over the classes other than `true` ('wrong'); drawn from `g`, on `true`'s device."
+    if mode == 'uniform': return torch.randint(0, n_classes, true.shape, generator=g, device=g.device).to(true.device)
+    return (true + torch.randint(1, n_classes, true.shape, generator=g, device=g.device).to(true.device)) % n_classes
 
 def _symmetric_groups(pairs, rows):
     "Rows grouped so that (a, b) and (b, a) fall in one group."
@@ -90,61 +99,74 @@ def _symmetric_groups(pairs, rows):
     return list(groups.values())
 
 def corrupt_labels(task: ModularTask, train: torch.Tensor, noise: float, mode: str = 'uniform', seed: int = 0):
-    "Labels after corrupting `int(noise*n_train)` random training rows, and the mask of corrupted rows."
+    "Labels after corrupting `int(noise*n_train)` random training rows, and the mask of corrupted rows (on the CPU)."
     check_fraction('noise', noise); check_mode(mode)
-    g = torch.Generator().manual_seed(seed)
-    rows = train.nonzero().flatten()
+    g = torch.Generator('cpu').manual_seed(seed)
+    rows = train.to('cpu').nonzero().flatten()
     n_noise = int(noise * len(rows))
-    labels, corrupted = task.labels.clone(), torch.zeros(len(task), dtype=torch.bool)
+    labels, corrupted = task.labels.clone(), torch.zeros(len(task), dtype=torch.bool, device='cpu')
     if n_noise == 0: return labels, corrupted
     if mode == 'symmetric':
         groups = _symmetric_groups(task.pairs, rows)
         chosen, count = [], 0
-        for i in torch.randperm(len(groups), generator=g).tolist():
+        for i in torch.randperm(len(groups), generator=g, device='cpu').tolist():
             if count + len(groups[i]) <= n_noise: chosen.append(groups[i]); count += len(groups[i])
             if count == n_noise: break
         for grp in chosen:
             true = set(task.labels[grp].tolist())
-            allowed = torch.tensor([c for c in range(task.p) if c not in true])
-            labels[grp] = allowed[torch.randint(len(allowed), (1,), generator=g)]
+            allowed = torch.tensor([c for c in range(task.p) if c not in true], device='cpu')
+            labels[grp] = allowed[torch.randint(len(allowed), (1,), generator=g, device='cpu')]
             corrupted[grp] = True
         return labels, corrupted
-    picked = rows[torch.randperm(len(rows), generator=g)[:n_noise]]
+    picked = rows[torch.randperm(len(rows), generator=g, device='cpu')[:n_noise]]
     labels[picked] = noisy_labels(task.labels[picked], task.p, mode, g)
     corrupted[picked] = True
     return labels, corrupted
 
 # %% ../nbs/00_data.ipynb #c023
 def authors_split(task: ModularTask, train_frac: float, noise: float, pair_seed: int = 420, noise_seed: int = 0):
-    "Paper 1's released split and corruption: train mask, labels and corrupted mask."
+    "Paper 1's released split and corruption: train mask, labels and corrupted mask (on the CPU)."
     check_fraction('train_frac', train_frac); check_fraction('noise', noise)
     order = list(range(len(task)))
     random.Random(pair_seed).shuffle(order)
-    order = torch.tensor(order)
+    order = torch.tensor(order, device='cpu')
     n_train = int(train_frac * len(task))
     n_noise = int(noise * n_train)
-    train = torch.zeros(len(task), dtype=torch.bool)
+    train = torch.zeros(len(task), dtype=torch.bool, device='cpu')
     train[order[:n_train]] = True
-    labels, corrupted = task.labels.clone(), torch.zeros(len(task), dtype=torch.bool)
-    labels[order[:n_noise]] = torch.randint(0, task.p, (n_noise,), generator=torch.Generator().manual_seed(noise_seed))
+    labels, corrupted = task.labels.clone(), torch.zeros(len(task), dtype=torch.bool, device='cpu')
+    labels[order[:n_noise]] = torch.randint(0, task.p, (n_noise,), generator=torch.Generator('cpu').manual_seed(noise_seed),
+                                            device='cpu')
     corrupted[order[:n_noise]] = True
     return train, labels, corrupted
 
 # %% ../nbs/00_data.ipynb #c026
 @dataclass
 class EnsembleData:
-    "Stacked per-member splits over one task table."
+    "Stacked per-member splits over one task table; the table's pairs and true labels live on the same device."
     task: ModularTask
     train: torch.Tensor      # [E, n] bool
     labels: torch.Tensor     # [E, n] labels trained on (corrupted where `corrupted`)
     corrupted: torch.Tensor  # [E, n] bool, a subset of `train`
 
+    def __post_init__(self):
+        n = len(self.task)
+        for name in ('train', 'labels', 'corrupted'):
+            t = getattr(self, name)
+            if not isinstance(t, torch.Tensor) or t.dim() != 2 or t.shape[1] != n:
+                raise ValueError(f"{name} must be a tensor [E, {n}] (members × table rows), got {getattr(t, 'shape', type(t))}")
+            if t.shape[0] != self.train.shape[0] or t.device != self.train.device:
+                raise ValueError(f"train, labels and corrupted need one shape and device, got {name} {tuple(t.shape)} on {t.device}")
+        self._pairs, self._true = self.task.tables(self.train.device)  # moved once per device, never per access
+
+    @property
+    def device(self) -> torch.device: return self.train.device
     @property
     def n_members(self): return self.train.shape[0]
     @property
-    def true_labels(self): return self.task.labels.to(self.train.device)
+    def true_labels(self): return self._true
     @property
-    def pairs(self): return self.task.pairs.to(self.train.device)
+    def pairs(self): return self._pairs
     @property
     def test(self): return ~self.train
     @property
@@ -161,7 +183,8 @@ class EnsembleData:
         return order[:, :T], valid
 
     def to(self, device):
-        "Copy of the data on `device`."
+        "The data on `device` (itself if it is there already), with the pairs and true labels moved with it."
+        if torch.device(device) == self.device: return self
         return EnsembleData(self.task, self.train.to(device), self.labels.to(device), self.corrupted.to(device))
 
     def summary(self) -> pd.DataFrame:

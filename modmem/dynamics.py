@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 from .models import EnsembleMLP, ACTIVATIONS
 from .data import EnsembleData
-from .training import TrainConfig, TrainResult, train, example_loss, config_data
+from .training import TrainConfig, TrainResult, train, example_loss, config_data, default_device
 
 # %% auto #0
 __all__ = ['PHASE_COLORS', 'PAPER2', 'stage_steps', 'plot_stages', 'noisy_lead', 'per_example_grad_norms', 'grad_norm_metrics',
@@ -83,8 +83,9 @@ PAPER2 = dict(act='relu', loss='ce', optimizer='adamw', lr=1e-3, weight_decay=0.
 
 # %% ../nbs/06_dynamics.ipynb #c021
 def per_example_grad_norms(model: EnsembleMLP, data: EnsembleData, loss: str = 'ce') -> torch.Tensor:
-    "Norm of each training example's loss gradient w.r.t. all weights, [E, n] (NaN off the training set)."
+    "Norm of each training example's loss gradient w.r.t. all weights, [E, n] on the model's device (NaN off the training set)."
     if model.tied or model.norm is not None: raise ValueError("closed-form per-example gradients need an untied model without normalization")
+    data = data.to(model.emb_a.device)
     was = model.training; model.eval()
     pre = model.hidden(data.pairs[:, 0], data.pairs[:, 1]).detach().requires_grad_(True)
     h = ACTIVATIONS[model.act](pre)
@@ -95,25 +96,38 @@ def per_example_grad_norms(model: EnsembleMLP, data: EnsembleData, loss: str = '
     sq = g.pow(2).sum(-1) * (h.detach().pow(2).sum(-1) + (1.0 if model.bias is not None else 0.0)) + 2 * delta.pow(2).sum(-1)
     return sq.sqrt().masked_fill(~data.train, math.nan)
 
+def _weights_key(model) -> tuple:
+    "Changes whenever a parameter is replaced or updated in place (an optimizer step)."
+    return (id(model),) + tuple((q.data_ptr(), q._version) for q in model.parameters())
+
 def grad_norm_metrics(data: EnsembleData, loss: str = 'ce'):
     "Metrics for `train`: mean per-example gradient norm on the noisy and on the clean training examples."
-    def _mean(model, subset):
-        d = data.to(model.emb_a.device)
-        mask = getattr(d, subset).float()
-        return torch.nan_to_num(per_example_grad_norms(model, d, loss)).mul(mask).sum(1) / mask.sum(1)
-    return {'grad_norm_noisy': lambda m: _mean(m, 'corrupted'), 'grad_norm_clean': lambda m: _mean(m, 'clean')}
+    cache = {}
+    def means(model):
+        dev = model.emb_a.device
+        if cache.get('device') != dev:  # once: the data and the two subset masks [2, E, n] on the model's device
+            d = data.to(dev)
+            masks = torch.stack([d.corrupted, d.clean]).to(model.emb_a.dtype)
+            cache.update(device=dev, data=d, masks=masks, counts=masks.sum(-1), key=None)
+        key = _weights_key(model)
+        if cache['key'] != key:  # once per logged step, for both metrics
+            norms = torch.nan_to_num(per_example_grad_norms(model, cache['data'], loss))
+            cache.update(key=key, value=(norms * cache['masks']).sum(-1) / cache['counts'])
+        return cache['value']
+    return {'grad_norm_noisy': lambda m: means(m)[0], 'grad_norm_clean': lambda m: means(m)[1]}
 
 # %% ../nbs/06_dynamics.ipynb #c025
 def dynamics_runs(widths=(65, 257, 1025), p: int = 59, noise: float = 0.3, steps: int = 150, seeds=(0,),
-                  log_every=None, grad_norms: bool = True, **overrides) -> dict[int, TrainResult]:
-    "Paper 2 style training runs, one ensemble (over seeds) per width, logged densely early on."
+                  log_every=None, grad_norms: bool = True, device=None, **overrides) -> dict[int, TrainResult]:
+    "Paper 2 style training runs on `device` (default: the GPU if any), one ensemble (over seeds) per width, logged densely early on."
     log_every = log_every or sorted(set(range(0, min(50, steps), 2)) | set(range(50, steps + 1, 10)))
+    device = device or default_device()
     out = {}
     for w in widths:
         cfg = TrainConfig(**{**PAPER2, 'p': p, 'width': w, 'noise': noise, 'steps': steps, 'seed': list(seeds),
                              'log_every': log_every, **overrides})
-        metrics = grad_norm_metrics(config_data(cfg), cfg.loss) if grad_norms else None
-        out[w] = train(cfg, progress=False, metrics=metrics)
+        metrics = grad_norm_metrics(config_data(cfg).to(device), cfg.loss) if grad_norms else None
+        out[w] = train(cfg, device=device, progress=False, metrics=metrics)
     return out
 
 # %% ../nbs/06_dynamics.ipynb #c026

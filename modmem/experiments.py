@@ -92,10 +92,12 @@ class Experiment:
         return res
 
     def network(self, res: SweepResult, run: int):
-        "The trained ensemble holding `run`, the run's member index and the ensemble's data."
-        model, member = res.model(run)
-        c = next(c for c in res.chunks if run in c.runs)
-        return model, member, config_data(c.config, c.members)
+        "The trained ensemble holding `run`, the run's member index and the ensemble's data, on this experiment's device."
+        c = next((c for c in res.chunks if run in c.runs), None)
+        if c is None: raise ValueError(f"run {run!r} is not in this sweep: its runs are 0 … {len(res.grid) - 1}")
+        dev = torch.device(self.device or default_device())
+        model, member = res.model(run, device=dev)
+        return model, member, config_data(c.config, c.members).to(dev)
 
     def _check(self, id):
         e = entry(id)

@@ -4,14 +4,14 @@
 
 # %% ../nbs/03a_filtration.ipynb #c002
 from __future__ import annotations
-import copy, math
+import math
 from typing import NamedTuple
 import pandas as pd
 import torch
 from .data import EnsembleData
 from .models import EnsembleMLP
 from .training import evaluate
-from .fourier import neuron_vectors, dominant_frequency, check_index, dlog_order, DOMINANT
+from .fourier import neuron_vectors, dominant_frequency, check_index, _dlog_index, DOMINANT
 
 # %% auto #0
 __all__ = ['ZERO_PARTS', 'BIAS_CHOICES', 'NETWORKS', 'PHASE_SIGNS', 'split_curves', 'split_neurons', 'Filtration',
@@ -38,7 +38,7 @@ def split_neurons(X: torch.Tensor, freq: torch.Tensor, keep_dc: bool = False, in
     if zero not in ZERO_PARTS: raise ValueError(f"zero must be one of {ZERO_PARTS}, got {zero!r}")
     X = X.double()
     if index == 'raw': return split_curves(X, freq, keep_dc)
-    order = dlog_order(X.shape[-1], g).to(X.device)
+    order = _dlog_index(X.shape[-1], g, X.device)
     G = torch.zeros_like(X)
     G[..., order] = split_curves(X[..., order], freq, keep_dc)[0]
     if zero == 'G': G[..., 0] = X[..., 0]
@@ -53,45 +53,75 @@ class Filtration(NamedTuple):
     R: EnsembleMLP
     freq: torch.Tensor
 
-def _with_curves(model: EnsembleMLP, X: torch.Tensor, bias: str) -> EnsembleMLP:
-    m = copy.deepcopy(model)
-    dt = model.emb_a.dtype
-    U, V, W = X[:, :, 0].to(dt), X[:, :, 1].to(dt), X[:, :, 2].transpose(1, 2).to(dt)
-    m.set_weights(U=U, W=W) if model.tied else m.set_weights(U=U, V=V, W=W)
-    if bias == 'drop' and m.bias is not None:
-        with torch.no_grad(): m.bias.zero_()
-    return m
-
-def frequency_filtration(model: EnsembleMLP, choice: str = 'shared', keep_dc: bool = False, bias: str = 'keep',
-                         index: str = 'raw', zero: str = 'G', g: int | None = None) -> Filtration:
-    "f^G (each neuron's dominant-frequency part) and f^R (the residual) as EnsembleMLP copies."
+def _check_filtration(choice='shared', keep_dc=False, bias='keep', index='raw', zero='G', g=None):
     if choice not in DOMINANT: raise ValueError(f"unknown dominant-frequency choice {choice!r}: use one of {DOMINANT}")
     if bias not in BIAS_CHOICES: raise ValueError(f"bias must be one of {BIAS_CHOICES}, got {bias!r}")
     check_index(index)
+    if zero not in ZERO_PARTS: raise ValueError(f"zero must be one of {ZERO_PARTS}, got {zero!r}")
+
+def _curves_state(model: EnsembleMLP, X: torch.Tensor, bias: str) -> dict:
+    "`model`'s state dict with the neuron curves X [E, N, 3, p] as its weights (μ zeroed for bias='drop')."
+    dt = model.emb_a.dtype
+    state = dict(model.state_dict())
+    state['emb_a'] = X[:, :, 0].transpose(1, 2).to(dt)
+    if not model.tied: state['emb_b'] = X[:, :, 1].transpose(1, 2).to(dt)
+    state['unemb'] = X[:, :, 2].to(dt)
+    if bias == 'drop' and model.bias is not None: state['bias'] = torch.zeros_like(state['bias'])
+    return state
+
+def _like(model: EnsembleMLP, state: dict) -> EnsembleMLP:
+    "A model shaped like `model`, holding `state`, built with no random init on `model`'s device."
+    m = EnsembleMLP.from_state(state, model.p, model.width, model.n_members, act=model.act, norm=model.norm,
+                               tied=model.tied, out_bias=model.bias is not None, n_out=model.n_out, device=model.emb_a.device)
+    m.seeds, m.step = list(model.seeds), model.step
+    return m.train(model.training)
+
+def _filtered_states(model, parts='GR', choice='shared', keep_dc=False, bias='keep', index='raw', zero='G', g=None):
+    "The state dicts of the requested parts ('G', 'R') and the split frequencies."
     X = neuron_vectors(model)
     freq = dominant_frequency(X, choice, index, g)
     G, R = split_neurons(X, freq, keep_dc, index, zero, g)
-    return Filtration(_with_curves(model, G, bias), _with_curves(model, R, bias), freq)
+    return {k: _curves_state(model, v, bias) for k, v in (('G', G), ('R', R)) if k in parts}, freq
+
+def frequency_filtration(model: EnsembleMLP, choice: str = 'shared', keep_dc: bool = False, bias: str = 'keep',
+                         index: str = 'raw', zero: str = 'G', g: int | None = None) -> Filtration:
+    "f^G (each neuron's dominant-frequency part) and f^R (the residual) as new EnsembleMLPs on the model's device."
+    _check_filtration(choice, keep_dc, bias, index, zero, g)
+    states, freq = _filtered_states(model, 'GR', choice, keep_dc, bias, index, zero, g)
+    return Filtration(_like(model, states['G']), _like(model, states['R']), freq)
 
 # %% ../nbs/03a_filtration.ipynb #c014
 NETWORKS = ('f', 'f^G', 'f^R')
+_ACC_COLS = dict(test_acc='test_acc', clean_acc='clean_acc', noisy_acc='corrupted_acc', train_acc='train_acc')
 
 def filtration_accuracy(model: EnsembleMLP, data: EnsembleData, loss: str = 'ce', **kwargs) -> pd.DataFrame:
     "Test, clean-train and noisy-train accuracy of f, f^G and f^R per member; keyword arguments go to `frequency_filtration`."
     ff = frequency_filtration(model, **kwargs)
+    data = data.to(model.emb_a.device)
     rows = []
     for name, net in zip(NETWORKS, (model, ff.G, ff.R)):
-        m = {k: v.detach().cpu() for k, v in evaluate(net, data, loss).items()}
-        for e in range(model.n_members):
-            rows.append(dict(member=e, network=name, test_acc=m['test_acc'][e].item(), clean_acc=m['clean_acc'][e].item(),
-                             noisy_acc=m['corrupted_acc'][e].item(), train_acc=m['train_acc'][e].item()))
+        m = evaluate(net, data, loss)
+        vals = torch.stack([m[k].double() for k in _ACC_COLS.values()]).cpu().tolist()  # the final [4, E] table
+        rows += [dict(member=e, network=name, **{c: vals[i][e] for i, c in enumerate(_ACC_COLS)}) for e in range(model.n_members)]
     return pd.DataFrame(rows)
 
 # %% ../nbs/03a_filtration.ipynb #c016
 def filtration_metric(data: EnsembleData, network: str = 'G', metric: str = 'test_acc', loss: str = 'ce', **kwargs):
     "A trainer metric: `metric` (a key of `evaluate`) of f^G or f^R on `data`; keyword arguments go to `frequency_filtration`."
     if network not in ('G', 'R'): raise ValueError(f"network must be 'G' or 'R', got {network!r}")
-    def fn(model): return evaluate(getattr(frequency_filtration(model, **kwargs), network), data, loss)[metric]
+    _check_filtration(**kwargs)
+    cache = {}
+    def fn(model):
+        dev = model.emb_a.device
+        key = (str(dev), model.p, model.width, model.n_members, model.act, model.norm, model.tied, model.bias is not None,
+               model.n_out, tuple(model.dropout_rates))
+        state = _filtered_states(model, network, **kwargs)[0][network]
+        if cache.get('key') != key:  # first call (or another model): data and the filtered model on its device, once
+            cache.update(key=key, data=data.to(dev), net=_like(model, state))
+        else: cache['net'].load_state_dict(state)
+        out = evaluate(cache['net'], cache['data'], loss)
+        if metric not in out: raise ValueError(f"unknown metric {metric!r}: use one of {sorted(out)}")
+        return out[metric]
     return fn
 
 # %% ../nbs/03a_filtration.ipynb #c019
@@ -107,7 +137,7 @@ def phase_alignment(model: EnsembleMLP | torch.Tensor, op: str = 'add', choice: 
     index = index or ('dlog' if op in ('mul', 'div') else 'raw')
     check_index(index)
     X = neuron_vectors(model)
-    Y = X if index == 'raw' else X[..., dlog_order(X.shape[-1], g).to(X.device)]
+    Y = X if index == 'raw' else X[..., _dlog_index(X.shape[-1], g, X.device)]
     freq = dominant_frequency(X, choice, index, g)
     coef = torch.fft.rfft(Y).gather(-1, freq[..., None]).squeeze(-1)
     phase, weight = coef.angle(), coef.abs().prod(-1)
@@ -122,7 +152,7 @@ def frequency_sparsity(model: EnsembleMLP | torch.Tensor, choice: str = 'shared'
     "ρ = ‖x^G‖² / ‖x − mean(x)‖² of every neuron's u, v, w: [E, N, 3]."
     X = neuron_vectors(model)
     G, _ = split_neurons(X, dominant_frequency(X, choice, index, g), False, index, 'R', g)
-    Y = X if index == 'raw' else X[..., dlog_order(X.shape[-1], g).to(X.device)]
+    Y = X if index == 'raw' else X[..., _dlog_index(X.shape[-1], g, X.device)]
     return G.pow(2).sum(-1) / (Y - Y.mean(-1, keepdim=True)).pow(2).sum(-1)
 
 # %% ../nbs/03a_filtration.ipynb #c023

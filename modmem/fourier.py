@@ -69,23 +69,31 @@ def primitive_root(p: int) -> int:
     if not is_prime(p): raise ValueError(f"discrete logarithms need a prime modulus, got p={p}")
     return next(g for g in range(1, p) if is_primitive_root(g, p))
 
-def dlog_order(p: int, g: int | None = None) -> torch.Tensor:
-    "The residues g^0, g^1, …, g^(p−2) mod p: position j of a re-indexed curve holds residue g^j."
+def dlog_order(p: int, g: int | None = None, device='cpu') -> torch.Tensor:
+    "The residues g^0, g^1, …, g^(p−2) mod p on `device`: position j of a re-indexed curve holds residue g^j."
     g = primitive_root(p) if g is None else g
     if not is_primitive_root(g, p): raise ValueError(f"{g} is not a primitive root mod {p} (the smallest is {primitive_root(p)})")
-    return torch.tensor([pow(g, j, p) for j in range(p - 1)])
+    return torch.tensor([pow(g, j, p) for j in range(p - 1)], device=device)
 
-def discrete_log(p: int, g: int | None = None) -> torch.Tensor:
-    "log_g(x) for x = 0 … p−1 as a tensor [p]; −1 at x = 0, which has none."
-    log = torch.full((p,), -1, dtype=torch.long)
-    log[dlog_order(p, g)] = torch.arange(p - 1)
+_DLOG_INDEX = {}
+
+def _dlog_index(p: int, g: int | None, device) -> torch.Tensor:
+    "`dlog_order` on `device`, built once per (p, g, device): analysis in a training loop never copies it again."
+    key = (p, g, str(torch.device(device)))
+    if key not in _DLOG_INDEX: _DLOG_INDEX[key] = dlog_order(p, g, device)
+    return _DLOG_INDEX[key]
+
+def discrete_log(p: int, g: int | None = None, device='cpu') -> torch.Tensor:
+    "log_g(x) for x = 0 … p−1 as a tensor [p] on `device`; −1 at x = 0, which has none."
+    log = torch.full((p,), -1, dtype=torch.long, device=device)
+    log[dlog_order(p, g, device)] = torch.arange(p - 1, device=device)
     return log
 
 def reindex(x: torch.Tensor, index: str = 'raw', g: int | None = None) -> torch.Tensor:
     "Curves [..., p] unchanged ('raw') or re-indexed by discrete log ('dlog', [..., p−1], residue 0 dropped)."
     check_index(index)
     if index == 'raw': return x
-    return x[..., dlog_order(x.shape[-1], g).to(x.device)]
+    return x[..., _dlog_index(x.shape[-1], g, x.device)]
 
 # %% ../nbs/03_fourier.ipynb #c017
 def neuron_ipr(model: EnsembleMLP | torch.Tensor, r: float = 2, convention: str = 'rfft', index: str = 'raw',
@@ -124,8 +132,8 @@ def initial_model(result) -> EnsembleMLP:
     cfg, m = result.config, result.members
     model = EnsembleMLP(cfg.p, cfg.width, len(m), act=cfg.act, init=cfg.init, init_scale=cfg.init_scale,
                         seeds=m.seed.astype(int).tolist(), dropout=m.dropout.tolist(), norm=cfg.norm, tied=cfg.tied,
-                        out_bias=cfg.out_bias)
-    return model.to(result.model.emb_a.device)
+                        out_bias=cfg.out_bias, device=result.model.emb_a.device)
+    return model
 
 def _title(result, member):
     cfg, row = result.config, result.members.iloc[member]
@@ -154,7 +162,7 @@ def plot_grokking(result, member: int = 0, neuron: int | None = None, metric: st
         ax[1].plot(model.U[member, k].detach().cpu(), '.-', ms=3, lw=0.8, label=lab)
     ax[1].set_xlabel('input a'); ax[1].set_ylabel(f'U[{k}, a]'); ax[1].legend(fontsize=8)
     ax[1].set_title(f'(b) neuron {k}: IPR {ipr0[k]:.2f} → {ipr1[k]:.2f}', fontsize=10)
-    bins = torch.linspace(0, 1, 41).tolist()
+    bins = torch.linspace(0, 1, 41, device='cpu').tolist()
     ax[2].hist(ipr0.numpy(), bins, alpha=0.6, label='before'); ax[2].hist(ipr1.numpy(), bins, alpha=0.6, label='after')
     ax[2].set_xlabel('neuron IPR'); ax[2].set_ylabel('# neurons'); ax[2].legend(fontsize=8)
     ax[2].set_title('(c) IPR histogram', fontsize=10)
@@ -165,9 +173,9 @@ def plot_ipr_histograms(iprs: dict, bins: int = 20, title: str = ''):
     "One histogram of neuron IPRs per entry of `iprs` ({label: tensor [N]}), side by side."
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(iprs), figsize=(4 * len(iprs), 3.2), squeeze=False, sharey=True)
-    edges = torch.linspace(0, 1, bins + 1).tolist()
+    edges = torch.linspace(0, 1, bins + 1, device='cpu').tolist()
     for ax, (lab, v) in zip(axes[0], iprs.items()):
-        v = torch.as_tensor(v).detach().cpu().double()
+        v = torch.as_tensor(v, device='cpu').detach().double()
         ax.hist(v[~v.isnan()].numpy(), edges); ax.set_title(f'{lab} (mean {v.nanmean():.2f})', fontsize=10)
         ax.set_xlabel('neuron IPR')
     axes[0][0].set_ylabel('# neurons')
@@ -179,11 +187,12 @@ def plot_spectra(model: EnsembleMLP | torch.Tensor, member: int = 0, neurons: Se
                  index: str = 'raw', g: int | None = None):
     "|x̂_j| of the u, v and w curves of a few neurons, one panel per neuron."
     import matplotlib.pyplot as plt
-    S = spectrum(reindex(neuron_vectors(model), index, g))[member].cpu()
+    X = reindex(neuron_vectors(model)[member], index, g)
+    S, I = spectrum(X).cpu(), ipr(X).mean(-1).cpu()  # the final small results go to the CPU for the plot
     fig, axes = plt.subplots(1, len(neurons), figsize=(4 * len(neurons), 3), squeeze=False)
     for ax, k in zip(axes[0], neurons):
         for j, lab in enumerate('uvw'): ax.plot(S[k, j], '.-', ms=3, lw=0.8, label=lab)
-        ax.set_title(f'neuron {k}, IPR {ipr(reindex(neuron_vectors(model)[member, k], index, g)).mean():.2f}', fontsize=10)
+        ax.set_title(f'neuron {k}, IPR {I[k]:.2f}', fontsize=10)
         ax.set_xlabel('frequency' + (' (discrete-log index)' if index == 'dlog' else '')); ax.set_ylabel('|DFT|')
     axes[0][0].legend(fontsize=8); fig.tight_layout()
     return fig

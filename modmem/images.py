@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .data import check_fraction, check_mode, noisy_labels
+from .training import default_device
 
 # %% auto #0
 __all__ = ['IDX_TYPES', 'MNIST_FILES', 'read_idx', 'load_mnist', 'load_digits_dataset', 'mlp', 'noisy_image_run',
@@ -53,46 +54,53 @@ def load_mnist(root: str | Path) -> dict[str, torch.Tensor]:
 
 # %% ../nbs/06a_images.ipynb #c009
 def load_digits_dataset(test_frac: float = 0.25, seed: int = 0) -> dict[str, torch.Tensor]:
-    "scikit-learn's bundled 8×8 digits, pixels scaled to [0, 1], with a seeded train/test split."
+    "scikit-learn's bundled 8×8 digits (on the CPU), pixels scaled to [0, 1], with a seeded train/test split."
     from sklearn.datasets import load_digits
     check_fraction('test_frac', test_frac)
     d = load_digits()
-    x, y = torch.tensor(d.data / 16, dtype=torch.float32), torch.tensor(d.target, dtype=torch.long)
-    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    x, y = torch.tensor(d.data / 16, dtype=torch.float32, device='cpu'), torch.tensor(d.target, dtype=torch.long, device='cpu')
+    perm = torch.randperm(len(y), generator=torch.Generator('cpu').manual_seed(seed), device='cpu')
     n_test = int(test_frac * len(y))
     te, tr = perm[:n_test], perm[n_test:]
     return dict(x_train=x[tr], y_train=y[tr], x_test=x[te], y_test=y[te], n_classes=10)
 
 # %% ../nbs/06a_images.ipynb #c012
-def mlp(n_in: int, width: int, n_out: int, depth: int = 3) -> nn.Sequential:
-    "A ReLU MLP with `depth` linear layers."
+def mlp(n_in: int, width: int, n_out: int, depth: int = 3, device=None) -> nn.Sequential:
+    "A ReLU MLP with `depth` linear layers, on `device` (default: torch's default device)."
     layers, d = [], n_in
-    for _ in range(depth - 1): layers += [nn.Linear(d, width), nn.ReLU()]; d = width
-    return nn.Sequential(*layers, nn.Linear(d, n_out))
+    for _ in range(depth - 1): layers += [nn.Linear(d, width, device=device), nn.ReLU()]; d = width
+    return nn.Sequential(*layers, nn.Linear(d, n_out, device=device))
 
 def noisy_image_run(dataset: dict, noise: float = 0.2, mode: str = 'wrong', width: int = 512, depth: int = 3,
-                    steps: int = 10, lr: float = 1e-3, weight_decay: float = 0.0, seeds=(0,)) -> pd.DataFrame:
-    "Accuracy on noisy, clean and test examples after every full-batch AdamW step (step 0 = init), per seed."
+                    steps: int = 10, lr: float = 1e-3, weight_decay: float = 0.0, seeds=(0,), device=None) -> pd.DataFrame:
+    "Accuracy on noisy, clean and test examples after every full-batch AdamW step (step 0 = init), per seed, trained on `device`."
     check_fraction('noise', noise); check_mode(mode)
     if mode == 'symmetric': raise ValueError("images have no (a, b) pairs: use mode 'uniform' or 'wrong'")
-    x, y, xt, yt, C = (dataset[k] for k in ('x_train', 'y_train', 'x_test', 'y_test', 'n_classes'))
+    device = torch.device(device or default_device())
+    y_cpu = dataset['y_train'].to('cpu')
+    x, y, xt, yt = (dataset[k].to(device) for k in ('x_train', 'y_train', 'x_test', 'y_test'))
+    C = dataset['n_classes']
     rows = []
     for seed in seeds:
-        g = torch.Generator().manual_seed(seed)
-        picked = torch.randperm(len(y), generator=g)[:int(noise * len(y))]
-        labels, noisy = y.clone(), torch.zeros(len(y), dtype=torch.bool)
-        labels[picked] = noisy_labels(y[picked], C, mode, g); noisy[picked] = True
-        torch.manual_seed(seed)
-        model = mlp(x.shape[1], width, C, depth)
+        g = torch.Generator('cpu').manual_seed(seed)
+        picked = torch.randperm(len(y_cpu), generator=g, device='cpu')[:int(noise * len(y_cpu))]
+        labels, noisy = y_cpu.clone(), torch.zeros(len(y_cpu), dtype=torch.bool, device='cpu')
+        labels[picked] = noisy_labels(y_cpu[picked], C, mode, g); noisy[picked] = True
+        labels, noisy = labels.to(device), noisy.to(device)
+        subsets = torch.stack([noisy, ~noisy]).float()  # [2, n]: noisy, clean
+        with torch.random.fork_rng(devices=[]):  # the init from the seed, without touching the global generator
+            torch.manual_seed(seed)
+            model = mlp(x.shape[1], width, C, depth, device='cpu').to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        accs = []
         for step in range(steps + 1):
-            with torch.no_grad():
-                pred, pred_t = model(x).argmax(1), model(xt).argmax(1)
-                hit = (pred == labels).float()
-                rows.append(dict(seed=seed, step=step, noisy_acc=hit[noisy].mean().item() if noisy.any() else math.nan,
-                                 clean_acc=hit[~noisy].mean().item(), test_acc=(pred_t == yt).float().mean().item()))
+            with torch.no_grad():  # kept on the device: no host sync inside the loop
+                hit = (model(x).argmax(1) == labels).float()
+                accs.append(torch.cat([(subsets * hit).sum(1) / subsets.sum(1), (model(xt).argmax(1) == yt).float().mean()[None]]))
             if step == steps: break
             opt.zero_grad(); F.cross_entropy(model(x), labels).backward(); opt.step()
+        acc = torch.stack(accs).cpu().tolist()  # [steps + 1, 3]; a subset without examples gives NaN
+        rows += [dict(seed=seed, step=s, noisy_acc=a[0], clean_acc=a[1], test_acc=a[2]) for s, a in enumerate(acc)]
     return pd.DataFrame(rows)
 
 # %% ../nbs/06a_images.ipynb #c017

@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['ACTIVATIONS', 'INITS', 'NORMS', 'activation_name', 'init_std', 'EnsembleMLP', 'analytic_solution']
+__all__ = ['ACTIVATIONS', 'INITS', 'NORMS', 'DROPOUT_LEVELS', 'activation_name', 'init_std', 'EnsembleMLP', 'analytic_solution']
 
 # %% ../nbs/01_models.ipynb #c005
 ACTIVATIONS = {
@@ -38,49 +38,128 @@ def init_std(init: str | float, width: int) -> float:
     if init not in INITS: raise ValueError(f"unknown init {init!r}: use one of {sorted(INITS)} or a number (the std)")
     return INITS[init](width)
 
+# %% ../nbs/01_models.ipynb #c009a
+def _act_grad(act: str, h: torch.Tensor, dz: torch.Tensor) -> torch.Tensor:
+    "dφ/dh · dz for activation `act` at pre-activation h."
+    if act == 'quad': return torch.mul(dz, h).mul_(2)
+    if act == 'relu': return dz * (h > 0)
+    if act == 'reverse_relu': return -(dz * (h < 0))
+    if act == 'gelu': return torch.ops.aten.gelu_backward(dz, h)
+    raise ValueError(f"unknown activation {act!r}")
+
+def _lookup_grad(idx: torch.Tensor, dh: torch.Tensor, rows: int) -> torch.Tensor:
+    "Sum of the rows of dh [M, N] into a table of `rows` rows at positions idx [M] (deterministic on CPU and GPU)."
+    if dh.device.type == 'cpu': return torch.zeros(rows, dh.shape[1], dtype=dh.dtype, device=dh.device).index_add_(0, idx, dh)
+    return torch.ops.aten.embedding_dense_backward(dh, idx, rows, -1, False)
+
+class _FirstLayer(torch.autograd.Function):
+    "φ((U[:, a] + V[:, b]) · mask) for a slice of members as one autograd node: one fused backward, no temporaries it does not need."
+    @staticmethod
+    def forward(ctx, emb_a, emb_b, a, b, mask, act):
+        E, p, N = emb_a.shape
+        off = torch.arange(0, E * p, p, device=a.device)[:, None]
+        ia, ib = (a + off).flatten(), (b + off).flatten()
+        h = F.embedding(ia, emb_a.reshape(E * p, N)).add_(F.embedding(ib, emb_b.reshape(E * p, N))).view(E, -1, N)
+        if mask is not None: h = h.mul_(mask)
+        ctx.save_for_backward(h, mask, ia, ib)
+        ctx.act, ctx.shape = act, (E, p, N)
+        return ACTIVATIONS[act](h)
+
+    @staticmethod
+    def backward(ctx, dz):
+        h, mask, ia, ib = ctx.saved_tensors
+        E, p, N = ctx.shape
+        dh = _act_grad(ctx.act, h, dz)
+        if mask is not None: dh = dh.mul_(mask)
+        dh = dh.reshape(-1, N)
+        ga = _lookup_grad(ia, dh, E * p).view(E, p, N)
+        gb = _lookup_grad(ib, dh, E * p).view(E, p, N)
+        return ga, gb, None, None, None, None  # a tied model passes one table twice: autograd adds the two
+
 # %% ../nbs/01_models.ipynb #c011
 def _per_member(value, E: int, name: str) -> torch.Tensor:
-    "A scalar or length-E sequence as a float tensor [E]."
-    t = torch.as_tensor(value, dtype=torch.float32).flatten()
+    "A scalar or length-E sequence as a float tensor [E] (on the CPU)."
+    t = torch.as_tensor(value, dtype=torch.float32, device='cpu').flatten()
     if t.numel() == 1: t = t.expand(E).clone()
     if t.numel() != E: raise ValueError(f"{name} needs one value or {E} values (one per member), got {t.numel()}")
     return t
+
+DROPOUT_LEVELS = 65536  # dropout masks compare 16 random bits per element with round(rate·65536)
 
 class EnsembleMLP(nn.Module):
     "E two-layer MLPs f = W·φ(U[:, a] + V[:, b]) (+ μ) with stacked parameters."
     def __init__(self, p: int, width: int = 500, n_members: int = 1, act: str = 'quad', init: str | float = 'paper1',
                  init_scale: float = 1.0, seeds: int | Sequence[int] = 0, dropout: float | Sequence[float] = 0.0,
-                 norm: str | None = None, tied: bool = False, out_bias: bool = False, n_out: int | None = None):
+                 norm: str | None = None, tied: bool = False, out_bias: bool = False, n_out: int | None = None,
+                 device=None):
         super().__init__()
         if norm not in NORMS: raise ValueError(f"unknown norm {norm!r}: use one of {NORMS}")
         if width < 1 or n_members < 1: raise ValueError(f"width and n_members must be >= 1, got {width}, {n_members}")
         self.p, self.width, self.n_members, self.n_out = p, width, n_members, n_out or p
         self.act, self.norm, self.tied = act, norm, tied
-        seeds = [seeds] * n_members if isinstance(seeds, int) else list(seeds)
+        seeds = [seeds] * n_members if isinstance(seeds, int) else [int(s) for s in seeds]
         if len(seeds) != n_members: raise ValueError(f"seeds needs {n_members} values, got {len(seeds)}")
         self.seeds = seeds
+        rates = _per_member(dropout, n_members, 'dropout')
+        if ((rates < 0) | (rates >= 1)).any(): raise ValueError(f"dropout must be in [0, 1), got {rates.tolist()}")
+        device = torch.device(device if device is not None else 'cpu')
+        shapes = dict(emb_a=(n_members, p, width), emb_b=None if tied else (n_members, p, width),
+                      unemb=(n_members, width, self.n_out))
+        if device.type == 'meta': init_w = {k: torch.empty(s, device=device) for k, s in shapes.items() if s}
+        else: init_w = {k: v.to(device) for k, v in self._draw(init, init_scale, device='cpu').items()}
+        self.emb_a = nn.Parameter(init_w['emb_a'])
+        self.emb_b = None if tied else nn.Parameter(init_w['emb_b'])
+        self.unemb = nn.Parameter(init_w['unemb'])
+        self.bias = nn.Parameter(torch.zeros(n_members, self.n_out, device=device)) if out_bias else None
+        if norm is not None:
+            self.norm_weight = nn.Parameter(torch.ones(n_members, width, device=device))
+            self.norm_bias = nn.Parameter(torch.zeros(n_members, width, device=device))
+        if norm == 'batch':
+            self.register_buffer('running_mean', torch.zeros(n_members, width, device=device))
+            self.register_buffer('running_var', torch.ones(n_members, width, device=device))
+        self.register_buffer('dropout', rates.to(device))
+        self._set_dropout(rates.tolist())
+        self.step = 0  # the training step: dropout masks are a function of (member seed, step)
+
+    def _draw(self, init, init_scale, device):
+        "Each member's init from a generator seeded with its seed, in the authors' order."
+        p, width = self.p, self.width
         std = init_std(init, width) * init_scale
         U, V, W = [], [], []
-        for s in seeds:
-            g = torch.Generator().manual_seed(int(s))
+        for s in self.seeds:
+            g = torch.Generator(device).manual_seed(int(s))
             if init == 'paper1':  # the authors' nn.Linear layers draw their default init before the normal one
-                torch.empty(width, 2 * p).uniform_(generator=g); torch.empty(self.n_out, width).uniform_(generator=g)
-            first = torch.empty(width, 2 * p).normal_(0, std, generator=g)
-            W.append(torch.empty(self.n_out, width).normal_(0, std, generator=g))
+                torch.empty(width, 2 * p, device=device).uniform_(generator=g)
+                torch.empty(self.n_out, width, device=device).uniform_(generator=g)
+            first = torch.empty(width, 2 * p, device=device).normal_(0, std, generator=g)
+            W.append(torch.empty(self.n_out, width, device=device).normal_(0, std, generator=g))
             U.append(first[:, :p]); V.append(first[:, p:])
-        self.emb_a = nn.Parameter(torch.stack(U).transpose(1, 2).contiguous())
-        self.emb_b = None if tied else nn.Parameter(torch.stack(V).transpose(1, 2).contiguous())
-        self.unemb = nn.Parameter(torch.stack(W).transpose(1, 2).contiguous())
-        self.bias = nn.Parameter(torch.zeros(n_members, self.n_out)) if out_bias else None
-        self.register_buffer('dropout', _per_member(dropout, n_members, 'dropout'))
-        if ((self.dropout < 0) | (self.dropout >= 1)).any(): raise ValueError(f"dropout must be in [0, 1), got {self.dropout.tolist()}")
-        if norm is not None:
-            self.norm_weight = nn.Parameter(torch.ones(n_members, width))
-            self.norm_bias = nn.Parameter(torch.zeros(n_members, width))
-        if norm == 'batch':
-            self.register_buffer('running_mean', torch.zeros(n_members, width))
-            self.register_buffer('running_var', torch.ones(n_members, width))
-        self.generator = None
+        return dict(emb_a=torch.stack(U).transpose(1, 2).contiguous(), emb_b=torch.stack(V).transpose(1, 2).contiguous(),
+                    unemb=torch.stack(W).transpose(1, 2).contiguous())
+
+    def _set_dropout(self, rates: list[float]):
+        "Host-side dropout settings (so the forward pass never asks the device) and the per-member mask constants."
+        self.dropout_rates = [float(r) for r in rates]
+        self.has_dropout = any(r > 0 for r in self.dropout_rates)
+        drop = [round(r * DROPOUT_LEVELS) for r in self.dropout_rates]
+        dev = self.dropout.device
+        self.register_buffer('_drop_threshold', torch.tensor([d - DROPOUT_LEVELS // 2 for d in drop], dtype=torch.int16,
+                                                             device=dev).view(-1, 1, 1), persistent=False)
+        self.register_buffer('_keep_scale', torch.tensor([DROPOUT_LEVELS / (DROPOUT_LEVELS - d) for d in drop],
+                                                         device=dev).view(-1, 1, 1), persistent=False)
+
+    @classmethod
+    def from_state(cls, state: dict, p: int, width: int, n_members: int, act: str = 'quad', norm: str | None = None,
+                   tied: bool = False, out_bias: bool = False, n_out: int | None = None, device=None) -> 'EnsembleMLP':
+        "A model holding the weights of `state` (a state dict), built with no random init, on `device` (default: the state's)."
+        device = torch.device(device if device is not None else state['emb_a'].device)
+        dropout = state['dropout'].detach().to('cpu', torch.float32).tolist() if 'dropout' in state else 0.0
+        m = cls(p, width, n_members, act=act, norm=norm, tied=tied, out_bias=out_bias, n_out=n_out, dropout=dropout,
+                device='meta')
+        m = m.to_empty(device=device)
+        m.load_state_dict(state)
+        m._set_dropout(m.dropout_rates)
+        return m
 
     @property
     def act(self): return self._act
@@ -93,15 +172,26 @@ class EnsembleMLP(nn.Module):
     def V(self): return (self.emb_a if self.tied else self.emb_b).transpose(1, 2)
     @property
     def W(self): return self.unemb.transpose(1, 2)
+    @property
+    def param_names(self) -> list[str]: return [n for n, _ in self.named_parameters()]
+
+    def params(self, members: slice = slice(None)) -> dict[str, torch.Tensor]:
+        "The stacked parameters of the members in `members` (views that autograd tracks back to the whole)."
+        return {n: q[members] for n, q in self.named_parameters()}
+
+    def leaves(self, members: slice = slice(None)) -> dict[str, torch.Tensor]:
+        "Slice-local leaf tensors: views of the members' parameters that get gradients of their own size."
+        return {n: q.detach()[members].requires_grad_() for n, q in self.named_parameters()}
 
     def set_weights(self, U=None, V=None, W=None):
         "Overwrite U, V [E, N, p] and W [E, p, N] (paper orientation) in place."
         with torch.no_grad():
-            if U is not None: self.emb_a.copy_(torch.as_tensor(U).transpose(1, 2))
+            dev = self.emb_a.device
+            if U is not None: self.emb_a.copy_(torch.as_tensor(U, device=dev).transpose(1, 2))
             if V is not None:
                 if self.tied: raise ValueError("a tied model has no separate V: set U")
-                self.emb_b.copy_(torch.as_tensor(V).transpose(1, 2))
-            if W is not None: self.unemb.copy_(torch.as_tensor(W).transpose(1, 2))
+                self.emb_b.copy_(torch.as_tensor(V, device=dev).transpose(1, 2))
+            if W is not None: self.unemb.copy_(torch.as_tensor(W, device=dev).transpose(1, 2))
         return self
 
     def with_activation(self, act: str) -> 'EnsembleMLP':
@@ -109,21 +199,39 @@ class EnsembleMLP(nn.Module):
         m = copy.deepcopy(self); m.act = act
         return m
 
-    def hidden(self, a: torch.Tensor, b: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
+    def hidden(self, a: torch.Tensor, b: torch.Tensor, members: slice = slice(None), params: dict | None = None) -> torch.Tensor:
         "Pre-activations U[:, a] + V[:, b] as [E, B, N] (of the members in `members`)."
-        emb_a = self.emb_a[members]
-        emb_b = emb_a if self.tied else self.emb_b[members]
+        P = self.params(members) if params is None else params
+        emb_a = P['emb_a']
+        emb_b = emb_a if self.tied else P['emb_b']
         E, p = emb_a.shape[:2]
         if a.dim() == 1: a, b = a.expand(E, -1), b.expand(E, -1)
-        off = (torch.arange(E, device=a.device) * p)[:, None]
+        off = torch.arange(0, E * p, p, device=a.device)[:, None]
         return F.embedding(a + off, emb_a.reshape(E * p, -1)) + F.embedding(b + off, emb_b.reshape(E * p, -1))
 
-    def _normalize(self, h, valid, members=slice(None)):
-        weight, bias = self.norm_weight[members, None], self.norm_bias[members, None]
+    def dropout_mask(self, shape, members: slice = slice(None), step: int | None = None) -> torch.Tensor:
+        "Dropout multipliers [n, B, N] (0 or 1/keep) of the members in `members` at `step`, from each member's own stream."
+        n, B, N = shape
+        dev = self.dropout.device
+        idx = range(self.n_members)[members]
+        step = self.step if step is None else step
+        words = -(-B * N // 4)  # 64-bit words per member: four 16-bit draws each
+        bits = torch.empty(n, words, dtype=torch.int64, device=dev)
+        for j, e in enumerate(idx):
+            if self.dropout_rates[e] == 0: bits[j].fill_(-1); continue  # all bits set: every unit kept
+            g = _member_generator(self, dev)
+            g.manual_seed(_stream_seed(self.seeds[e], step))
+            bits[j].random_(-2 ** 63, 2 ** 63 - 1, generator=g)
+        b16 = bits.view(torch.int16)[:, :B * N].view(n, B, N)
+        return torch.where(b16 >= self._drop_threshold[members], self._keep_scale[members], 0.0)
+
+    def _normalize(self, h, valid, members=slice(None), params=None):
+        P = self.params(members) if params is None else params
+        weight, bias = P['norm_weight'][:, None], P['norm_bias'][:, None]
         if self.norm == 'layer':
             h = F.layer_norm(h, (self.width,), eps=1e-5)
         elif self.training:
-            w = torch.ones(h.shape[:2], device=h.device) if valid is None else valid.to(h.dtype)
+            w = torch.ones(h.shape[:2], device=h.device, dtype=h.dtype) if valid is None else valid.to(h.dtype)
             n = w.sum(1)[:, None]
             mean = (h * w[..., None]).sum(1) / n
             var = (((h - mean[:, None]) ** 2) * w[..., None]).sum(1) / n
@@ -136,33 +244,48 @@ class EnsembleMLP(nn.Module):
         return h * weight + bias
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor | None = None,
-                members: slice = slice(None)) -> torch.Tensor:
-        "Logits [E, B, n_out] for index tensors a, b [E, B] or [B]; `members` selects a slice of the ensemble."
-        h = self.hidden(a, b, members)
-        rate = self.dropout[members]
-        if self.training and bool(rate.any()):
-            keep = 1 - rate[:, None, None]
-            h = h * (torch.rand(h.shape, device=h.device, generator=self.generator) < keep) / keep
-        h = ACTIVATIONS[self.act](h)
-        if self.norm is not None: h = self._normalize(h, valid, members)
-        out = torch.bmm(h, self.unemb[members])
-        return out if self.bias is None else out + self.bias[members, None]
+                members: slice = slice(None), params: dict | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        "Logits [E, B, n_out] for index tensors a, b [E, B] or [B]; `members` selects a slice, `params` slice-local leaves."
+        P = self.params(members) if params is None else params
+        emb_a = P['emb_a']
+        emb_b = emb_a if self.tied else P['emb_b']
+        if a.dim() == 1: a, b = a.expand(emb_a.shape[0], -1), b.expand(emb_a.shape[0], -1)
+        if self.training and mask is None and any(self.dropout_rates[e] > 0 for e in range(self.n_members)[members]):
+            mask = self.dropout_mask((emb_a.shape[0], a.shape[1], self.width), members)
+        h = _FirstLayer.apply(emb_a, emb_b, a, b, mask if self.training else None, self.act)
+        if self.norm is not None: h = self._normalize(h, valid, members, P)
+        out = torch.bmm(h, P['unemb'])
+        return out if self.bias is None else out + P['bias'][:, None]
 
     def extra_repr(self):
         return (f"p={self.p}, width={self.width}, n_members={self.n_members}, act={self.act!r}, norm={self.norm!r}, "
                 f"tied={self.tied}, out_bias={self.bias is not None}")
 
+def _stream_seed(seed: int, step: int) -> int:
+    "The seed of a member's random stream at one step: a host-side integer hash of its seed and the step."
+    x = (int(seed) * 0x9E3779B97F4A7C15 + int(step) * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB) % 2 ** 64
+    x ^= x >> 31; x = (x * 0xD6E8FEB86659FD93) % 2 ** 64; x ^= x >> 32
+    return x % 2 ** 63
+
+def _member_generator(model, device) -> torch.Generator:
+    "A generator on `device` reused for the members' dropout streams (reseeded per member and step)."
+    gens = model.__dict__.setdefault('_generators', {})
+    key = str(device)
+    if key not in gens: gens[key] = torch.Generator(device)
+    return gens[key]
+
 # %% ../nbs/01_models.ipynb #c022
-def analytic_solution(p: int, width: int = 500, n_members: int = 1, seed: int = 0) -> EnsembleMLP:
+def analytic_solution(p: int, width: int = 500, n_members: int = 1, seed: int = 0, device=None) -> EnsembleMLP:
     "Paper 1's periodic x² network for modular addition, amplitude (2/N)^(1/3)."
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator('cpu').manual_seed(seed)
     A = (2 / width) ** (1 / 3)
-    freq = torch.randint(1, p, (n_members, width, 1), generator=g).double()
-    phase_u = (torch.rand(n_members, width, 1, generator=g, dtype=torch.float64) * 2 - 1) * math.pi
-    phase_v = (torch.rand(n_members, width, 1, generator=g, dtype=torch.float64) * 2 - 1) * math.pi
-    i = torch.arange(p, dtype=torch.float64)[None, None]
+    freq = torch.randint(1, p, (n_members, width, 1), generator=g, device='cpu').double()
+    phase_u = (torch.rand(n_members, width, 1, generator=g, dtype=torch.float64, device='cpu') * 2 - 1) * math.pi
+    phase_v = (torch.rand(n_members, width, 1, generator=g, dtype=torch.float64, device='cpu') * 2 - 1) * math.pi
+    i = torch.arange(p, dtype=torch.float64, device='cpu')[None, None]
     U = A * torch.cos(2 * math.pi * freq * i / p + phase_u)
     V = A * torch.cos(2 * math.pi * freq * i / p + phase_v)
     W = A * torch.cos(-2 * math.pi * freq * i / p - phase_u - phase_v).transpose(1, 2)
-    model = EnsembleMLP(p, width, n_members, act='quad')
-    return model.set_weights(U.float(), V.float(), W.float())
+    state = dict(emb_a=U.float().transpose(1, 2).contiguous(), emb_b=V.float().transpose(1, 2).contiguous(),
+                 unemb=W.float().transpose(1, 2).contiguous(), dropout=torch.zeros(n_members, device='cpu'))
+    return EnsembleMLP.from_state(state, p, width, n_members, act='quad', device=device or 'cpu')

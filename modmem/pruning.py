@@ -12,7 +12,7 @@ from .data import EnsembleData
 from .models import EnsembleMLP, ACTIVATIONS
 from .training import TrainConfig, train, evaluate
 from .fourier import neuron_ipr
-from .filtration import frequency_filtration
+from .filtration import frequency_filtration, _like
 
 # %% auto #0
 __all__ = ['SCORES', 'ORDERS', 'FRACTIONS', 'CURVE_METRICS', 'ACC_LABELS', 'LOSS_LABELS', 'WIDTH_PRESETS', 'GAMMAS', 'SWAPS',
@@ -39,29 +39,40 @@ def neuron_scores(model: EnsembleMLP, score: str = 'ipr') -> torch.Tensor:
     return (neuron_ipr(model) if score == 'ipr' else neuron_strength(model)).double()
 
 # %% ../nbs/04_pruning.ipynb #c009
+def _check_member(model, member):
+    if isinstance(member, bool) or not isinstance(member, (int, np.integer)) or not 0 <= member < model.n_members:
+        raise ValueError(f"member must be an integer in [0, {model.n_members}), got {member!r}")
+
 def masked_copies(model: EnsembleMLP, member: int, keep: torch.Tensor) -> EnsembleMLP:
-    "An ensemble of K copies of `member`, copy k keeping the neurons where keep[k] ([K, N] bool) is True."
+    "An ensemble of K copies of `member`, copy k keeping the neurons where keep[k] ([K, N] bool) is True, on the model's device."
     if model.norm is not None: raise ValueError("masked copies need norm=None: a normalized layer mixes neurons")
-    K = keep.shape[0]
-    m = EnsembleMLP(model.p, model.width, K, act=model.act, init=1.0, tied=model.tied, out_bias=model.bias is not None,
-                    n_out=model.n_out).to(model.emb_a.device, model.emb_a.dtype)
-    k = keep.to(model.emb_a.device, model.emb_a.dtype)
+    _check_member(model, member)
+    if not isinstance(keep, torch.Tensor) or keep.dtype != torch.bool or keep.dim() != 2 or keep.shape[1] != model.width:
+        raise ValueError(f"keep must be a bool tensor [K, {model.width}] (copies × neurons), got {getattr(keep, 'shape', type(keep))}")
+    dev, K = model.emb_a.device, keep.shape[0]
+    k = keep.to(dev, model.emb_a.dtype)
     with torch.no_grad():
-        m.emb_a.copy_(model.emb_a[member] * k[:, None, :])
-        if not model.tied: m.emb_b.copy_(model.emb_b[member] * k[:, None, :])
-        m.unemb.copy_(model.unemb[member] * k[:, :, None])
-        if model.bias is not None: m.bias.copy_(model.bias[member].expand(K, -1))
-    return m
+        state = dict(emb_a=model.emb_a[member] * k[:, None, :], unemb=model.unemb[member] * k[:, :, None],
+                     dropout=torch.zeros(K, device=dev))
+        if not model.tied: state['emb_b'] = model.emb_b[member] * k[:, None, :]
+        if model.bias is not None: state['bias'] = model.bias[member].expand(K, -1)
+    return EnsembleMLP.from_state(state, model.p, model.width, K, act=model.act, tied=model.tied,
+                                  out_bias=model.bias is not None, n_out=model.n_out, device=dev)
 
 def member_data(data: EnsembleData, member: int, K: int) -> EnsembleData:
-    "Member `member`'s split and labels repeated K times."
+    "Member `member`'s split and labels repeated K times (views, on the data's device)."
     return EnsembleData(data.task, *(t[member].expand(K, -1) for t in (data.train, data.labels, data.corrupted)))
 
 def prune_order(scores: torch.Tensor, order: str = 'low', seed: int = 0) -> torch.Tensor:
-    "Neuron indices [N] in the order they are pruned."
+    "Neuron indices [N] in the order they are pruned, on the scores' device."
     _check('order', order, ORDERS)
-    if order == 'random': return torch.randperm(len(scores), generator=torch.Generator().manual_seed(seed))
-    return torch.argsort(scores.cpu(), descending=order == 'high', stable=True)
+    if order == 'random':
+        return torch.randperm(len(scores), generator=torch.Generator('cpu').manual_seed(seed), device='cpu').to(scores.device)
+    return torch.argsort(scores, descending=order == 'high', stable=True)
+
+def _ranks(order: torch.Tensor) -> torch.Tensor:
+    "Position of every neuron in a pruning order [N] (the inverse permutation)."
+    return torch.empty_like(order).scatter_(0, order, torch.arange(len(order), device=order.device))
 
 # %% ../nbs/04_pruning.ipynb #c012
 FRACTIONS = tuple(np.round(np.linspace(0, 1, 21), 4))
@@ -75,21 +86,22 @@ def pruning_curves(model: EnsembleMLP, data: EnsembleData, members=None, orders=
     _check('loss', loss, ('mse', 'ce'))
     fr = np.asarray(fractions, dtype=float)
     if fr.size == 0 or (fr < 0).any() or (fr > 1).any(): raise ValueError(f"fractions must lie in [0, 1], got {fractions}")
-    N, scores = model.width, neuron_scores(model, score)
+    members = list(range(model.n_members) if members is None else members)
+    for e in members: _check_member(model, e)
+    dev, N = model.emb_a.device, model.width
+    data, scores = data.to(dev), neuron_scores(model, score)
     n_pruned = np.floor(fr * N + 1e-9).astype(int)
-    rows = []
-    for e in (range(model.n_members) if members is None else members):
-        keep = torch.ones(len(orders), len(fr), N, dtype=torch.bool)
-        for i, o in enumerate(orders):
-            idx = prune_order(scores[e], o, seed + e)
-            for j, n in enumerate(n_pruned): keep[i, j, idx[:n]] = False
-        keep = keep.flatten(0, 1)
-        m = {k: v.cpu() for k, v in evaluate(masked_copies(model, e, keep), member_data(data, e, len(keep)), loss).items()}
-        for i, o in enumerate(orders):
-            for j, f in enumerate(fr):
-                k = i * len(fr) + j
-                rows.append(dict(member=e, order=o, score=score, fraction=f, n_pruned=int(n_pruned[j]), n_left=int(N - n_pruned[j]),
-                                 **{c: m[c][k].item() for c in CURVE_METRICS}))
+    n_dev = torch.tensor(n_pruned.tolist(), device=dev)
+    vals = []
+    for e in members:
+        ranks = torch.stack([_ranks(prune_order(scores[e], o, seed + e)) for o in orders])  # [O, N]
+        keep = (ranks[:, None, :] >= n_dev[None, :, None]).flatten(0, 1)                 # [O·F, N]
+        m = evaluate(masked_copies(model, e, keep), member_data(data, e, len(keep)), loss)
+        vals.append(torch.stack([m[c].double() for c in CURVE_METRICS]))
+    vals = torch.stack(vals).cpu().numpy()  # [members, metrics, O·F]: the finished table
+    rows = [dict(member=e, order=o, score=score, fraction=f, n_pruned=int(n_pruned[j]), n_left=int(N - n_pruned[j]),
+                 **{c: float(vals[a, ci, i * len(fr) + j]) for ci, c in enumerate(CURVE_METRICS)})
+            for a, e in enumerate(members) for i, o in enumerate(orders) for j, f in enumerate(fr)]
     return pd.DataFrame(rows)
 
 # %% ../nbs/04_pruning.ipynb #c016
@@ -121,12 +133,14 @@ def plot_pruning(curves: pd.DataFrame, members=None, orders=None, kind: str = 'a
 # %% ../nbs/04_pruning.ipynb #c019
 def corrupted_logits(model: EnsembleMLP, data: EnsembleData, member: int = 0) -> pd.DataFrame:
     "True-label and corrupted-label logits of `member`'s corrupted training examples."
+    _check_member(model, member)
+    data = data.to(model.emb_a.device)
     rows = data.corrupted[member].nonzero().squeeze(1)
     a, b = data.pairs[rows, 0], data.pairs[rows, 1]
-    with torch.no_grad(): z = model(a, b, members=slice(member, member + 1))[0].cpu()
-    t, n = data.true_labels[rows].cpu(), data.labels[member, rows].cpu()
-    return pd.DataFrame(dict(row=rows.cpu().numpy(), true_logit=z.gather(1, t[:, None])[:, 0].numpy(),
-                             noisy_logit=z.gather(1, n[:, None])[:, 0].numpy()))
+    with torch.no_grad(): z = model(a, b, members=slice(member, member + 1))[0]
+    t, n = data.true_labels[rows], data.labels[member, rows]
+    logits = torch.stack([z.gather(1, t[:, None])[:, 0], z.gather(1, n[:, None])[:, 0]]).cpu()  # the final table
+    return pd.DataFrame(dict(row=rows.cpu().numpy(), true_logit=logits[0].numpy(), noisy_logit=logits[1].numpy()))
 
 def plot_corrupted_logits(model: EnsembleMLP, data: EnsembleData, members=None, titles=None):
     "Scatter of the true-label logit against the corrupted-label logit of corrupted training examples, one panel per member."
@@ -194,23 +208,29 @@ def plot_width_sweep(sweep: pd.DataFrame, title: str = ''):
 GAMMAS = tuple(np.round(np.linspace(0.02, 1, 50), 4))
 
 def partition_masks(scores: torch.Tensor, gammas=GAMMAS, side: str = 'G') -> torch.Tensor:
-    "Keep masks [K, N]: the top ⌈γN⌉ neurons by score (side 'G') or the bottom ⌈γN⌉ (side 'R')."
+    "Keep masks [K, N] on the scores' device: the top ⌈γN⌉ neurons by score (side 'G') or the bottom ⌈γN⌉ (side 'R')."
     _check('side', side, ('G', 'R'))
     N = len(scores)
-    idx = torch.argsort(scores.cpu(), descending=side == 'G', stable=True)
-    keep = torch.zeros(len(gammas), N, dtype=torch.bool)
-    for k, g in enumerate(gammas): keep[k, idx[:math.ceil(g * N - 1e-9)]] = True
-    return keep
+    ranks = _ranks(torch.argsort(scores, descending=side == 'G', stable=True))
+    n_keep = torch.tensor([math.ceil(g * N - 1e-9) for g in gammas], device=scores.device)
+    return ranks[None] < n_keep[:, None]
+
+_ACC = dict(test_acc='test_acc', clean_acc='clean_acc', noisy_acc='corrupted_acc')
+
+def _acc_table(m: dict) -> list[list[float]]:
+    "Test, clean and noisy accuracy [3][K] of an `evaluate` result, in one copy to the host."
+    return torch.stack([m[k].double() for k in _ACC.values()]).cpu().tolist()
 
 def partition_sweep(model: EnsembleMLP, data: EnsembleData, member: int = 0, score: str = 'ipr', gammas=GAMMAS,
                     loss: str = 'ce') -> pd.DataFrame:
     "Test, clean-train and noisy-train accuracy of f^G_γ and f^R_γ for every γ: one row per (side, γ)."
+    _check_member(model, member)
     s = neuron_scores(model, score)[member]
     keep = torch.cat([partition_masks(s, gammas, 'G'), partition_masks(s, gammas, 'R')])
-    m = {k: v.cpu() for k, v in evaluate(masked_copies(model, member, keep), member_data(data, member, len(keep)), loss).items()}
-    return pd.DataFrame([dict(side=side, gamma=g, n_kept=int(keep[i * len(gammas) + k].sum()), score=score,
-                              test_acc=m['test_acc'][i * len(gammas) + k].item(), clean_acc=m['clean_acc'][i * len(gammas) + k].item(),
-                              noisy_acc=m['corrupted_acc'][i * len(gammas) + k].item())
+    acc = _acc_table(evaluate(masked_copies(model, member, keep), member_data(data.to(s.device), member, len(keep)), loss))
+    kept = keep.sum(1).tolist()
+    return pd.DataFrame([dict(side=side, gamma=g, n_kept=kept[i * len(gammas) + k], score=score,
+                              **{c: acc[ci][i * len(gammas) + k] for ci, c in enumerate(_ACC)})
                          for i, side in enumerate(('G', 'R')) for k, g in enumerate(gammas)])
 
 def select_gammas(sweep: pd.DataFrame, full_noisy_acc: float, eps: float = 0.01) -> dict:
@@ -223,14 +243,17 @@ def select_gammas(sweep: pd.DataFrame, full_noisy_acc: float, eps: float = 0.01)
 
 # %% ../nbs/04_pruning.ipynb #c042
 def _accs(model, data, loss):
-    m = evaluate(model, data, loss)
-    return dict(test_acc=m['test_acc'][0].item(), clean_acc=m['clean_acc'][0].item(), noisy_acc=m['corrupted_acc'][0].item())
+    acc = _acc_table(evaluate(model, data, loss))
+    return {c: acc[i][0] for i, c in enumerate(_ACC)}
 
 def partition_table(model: EnsembleMLP, data: EnsembleData, member: int = 0, score: str = 'ipr', gammas=GAMMAS,
                     loss: str = 'ce', eps: float = 0.01) -> tuple[pd.DataFrame, dict]:
     "Accuracies of f, partition f^G (at γ_G), FF(f) and FF(partition f^G) for one member, and the selected γs."
+    _check_member(model, member)
+    dev = model.emb_a.device
+    data = data.to(dev)
     d1 = member_data(data, member, 1)
-    f = masked_copies(model, member, torch.ones(1, model.width, dtype=torch.bool))
+    f = masked_copies(model, member, torch.ones(1, model.width, dtype=torch.bool, device=dev))
     full = _accs(f, d1, loss)
     sel = select_gammas(partition_sweep(model, data, member, score, gammas, loss), full['noisy_acc'], eps)
     part = masked_copies(model, member, partition_masks(neuron_scores(model, score)[member], (sel['gamma_G'],), 'G'))
@@ -242,9 +265,11 @@ SWAPS = ('relu', 'quad', 'reverse_relu')
 
 def activation_swap(model: EnsembleMLP, data: EnsembleData, acts=SWAPS, loss: str = 'ce') -> pd.DataFrame:
     "Test, clean-train and noisy-train accuracy of every member with the activation replaced at inference."
+    net = _like(model, model.state_dict())  # one copy, on the model's device, whose activation is swapped
+    data = data.to(model.emb_a.device)
     rows = []
     for a in acts:
-        m = {k: v.cpu() for k, v in evaluate(model.with_activation(a), data, loss).items()}
-        rows += [dict(member=e, act=a, test_acc=m['test_acc'][e].item(), clean_acc=m['clean_acc'][e].item(),
-                      noisy_acc=m['corrupted_acc'][e].item()) for e in range(model.n_members)]
+        net.act = a
+        acc = _acc_table(evaluate(net, data, loss))
+        rows += [dict(member=e, act=a, **{c: acc[i][e] for i, c in enumerate(_ACC)}) for e in range(model.n_members)]
     return pd.DataFrame(rows)

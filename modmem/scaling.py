@@ -8,10 +8,9 @@ import math, time
 from typing import Sequence
 import pandas as pd
 import torch
-from .training import TrainConfig, train
+from .training import TrainConfig, train, evaluate, default_device
 from .dynamics import PAPER2
-from .training import evaluate
-from .filtration import frequency_filtration
+from .filtration import _filtered_states, _like
 
 # %% auto #0
 __all__ = ['paper2_widths', 'width_sweep', 'plot_width_scaling']
@@ -21,21 +20,25 @@ def paper2_widths(k_min: int = 4, k_max: int = 12) -> list[int]:
     "Paper 2's widths M = 2^k + 1."
     return [2 ** k + 1 for k in range(k_min, k_max + 1)]
 
+_FF = dict(ff_test_acc='test_acc', ff_clean_acc='clean_acc', ff_noisy_acc='corrupted_acc')
+
 def width_sweep(widths: Sequence[int], noises: Sequence[float] = (0.5, 0.8), seeds: Sequence[int] = (0,),
-                variants: dict[str, dict] | None = None, filtered: bool = False, progress: bool = False, **shared) -> pd.DataFrame:
-    "Final metrics for every (variant, width, noise, seed), one batched ensemble per (variant, width); `filtered` adds f^G's."
+                variants: dict[str, dict] | None = None, filtered: bool = False, progress: bool = False, device=None,
+                **shared) -> pd.DataFrame:
+    "Final metrics for every (variant, width, noise, seed), one batched ensemble per (variant, width) on `device`; `filtered` adds f^G's."
     variants = variants or {'ReLU, AdamW': {}}
+    device = device or default_device()
     rows = []
     for name, over in variants.items():
         for w in widths:
             cfg = TrainConfig(**{**PAPER2, **shared, **over, 'width': w, 'noise': list(noises), 'seed': list(seeds)})
             t0 = time.perf_counter()
-            res = train(cfg, progress=progress)
+            res = train(cfg, device=device, progress=progress)
             r = res.results.assign(variant=name, width=w, seconds=time.perf_counter() - t0)
-            if filtered:
-                m = evaluate(frequency_filtration(res.model).G, res.data, cfg.loss)
-                r = r.assign(ff_test_acc=m['test_acc'].cpu().numpy(), ff_clean_acc=m['clean_acc'].cpu().numpy(),
-                             ff_noisy_acc=m['corrupted_acc'].cpu().numpy())
+            if filtered:  # f^G only, built on the device from the split weights
+                m = evaluate(_like(res.model, _filtered_states(res.model, 'G')[0]['G']), res.data, cfg.loss)
+                ff = torch.stack([m[k].double() for k in _FF.values()]).cpu().numpy()
+                r = r.assign(**{c: ff[i] for i, c in enumerate(_FF)})
             rows.append(r)
     return pd.concat(rows, ignore_index=True)
 

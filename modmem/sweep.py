@@ -15,11 +15,12 @@ from tqdm.auto import tqdm
 from .data import ModularTask, make_data
 from .models import EnsembleMLP
 from .training import (TrainConfig, PER_MEMBER, train, atomic_write, default_device, StackedOptimizer,
-                             train_step, auto_member_chunk)
+                             TrainStep, train_memory, config_data, config_model)
 
 # %% auto #0
-__all__ = ['CONFIG_FIELDS', 'SHARED', 'SCHEMA', 'EXECUTORS', 'expand_grid', 'Chunk', 'config_key', 'plan_sweep', 'run_chunk',
-           'default_cache', 'chunk_done', 'save_chunk', 'SweepResult', 'sweep', 'chunk_throughput', 'sweep_throughput']
+__all__ = ['CONFIG_FIELDS', 'SHARED', 'SCHEMA', 'EXECUTORS', 'expand_grid', 'Chunk', 'config_key', 'n_train_rows',
+           'memory_budget', 'chunk_limit', 'plan_sweep', 'run_chunk', 'default_cache', 'chunk_done', 'save_chunk',
+           'SweepResult', 'sweep', 'chunk_throughput', 'sweep_throughput']
 
 # %% ../nbs/05_sweep.ipynb #c005
 CONFIG_FIELDS = tuple(f.name for f in fields(TrainConfig))
@@ -58,7 +59,7 @@ def expand_grid(grid: dict, base: TrainConfig | None = None) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series([r[c] for r in rows], dtype=object if c in SHARED else None) for c in cols})
 
 # %% ../nbs/05_sweep.ipynb #c009
-SCHEMA = 1  # bump when the stored tables change meaning
+SCHEMA = 2  # bump when the stored tables change meaning (2: per-member dropout streams, chunks by training-set size)
 
 @dataclass(eq=False)
 class Chunk:
@@ -69,6 +70,15 @@ class Chunk:
     key: str
 
     def __repr__(self): return f"Chunk(key={self.key!r}, members={len(self.runs)}, runs={self.runs[:3]}...)"
+
+    @property
+    def rows(self) -> int:
+        "Rows per step of every member: the largest training set (full batch) or the batch size."
+        return self.config.batch_size or max(n_train_rows(self.config, f) for f in self.members.train_frac)
+
+    def memory(self, device='cuda') -> dict[str, int]:
+        "Bytes this chunk needs to train on `device` (see `modmem.training.train_memory`)."
+        return train_memory(self.config, len(self.runs), self.rows, device=device)
 
 def _jsonable(v):
     if callable(v): return getattr(v, '__name__', 'custom')
@@ -82,29 +92,68 @@ def config_key(config: TrainConfig, members: pd.DataFrame, extra=None) -> str:
     blob = json.dumps(dict(config=cfg, members=mem, extra=extra, schema=SCHEMA), sort_keys=True, default=_jsonable)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-def plan_sweep(base: TrainConfig, grid: dict, chunk_size: int = 64, extra=None) -> tuple[pd.DataFrame, list[Chunk]]:
-    "The grid table (one row per run) and its chunks: one ensemble per combination of shared settings, split into chunks."
-    if not isinstance(chunk_size, int) or chunk_size < 1: raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+def n_train_rows(cfg: TrainConfig, train_frac: float) -> int:
+    "Training rows of a member with train fraction `train_frac` (the split takes int(α · pairs))."
+    pairs = cfg.p * (cfg.p - 1) if cfg.op == 'div' else cfg.p ** 2
+    return int(train_frac * pairs)
+
+def memory_budget(device=None, memory: float | None = None) -> int:
+    "Bytes a plan may use on `device`: `memory` if given, else 90 % of a GPU's free memory or half of the CPU's RAM."
+    if memory is not None:
+        if memory <= 0: raise ValueError(f"memory must be a positive number of bytes, got {memory!r}")
+        return int(memory)
+    dev = torch.device(device or default_device())
+    if dev.type == 'cuda': return int(0.9 * torch.cuda.mem_get_info(dev)[0])
+    try: return int(0.5 * os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES'))
+    except (ValueError, OSError, AttributeError): return 8 * 2 ** 30
+
+def chunk_limit(cfg: TrainConfig, rows: int, device=None, memory: float | None = None, most: int = 2 ** 20) -> int:
+    "The most members of `cfg` training on `rows` rows that fit the memory budget of `device` (at least 1, or an error)."
+    dev = torch.device(device or default_device())
+    budget = memory_budget(dev, memory)
+    fits = lambda n: train_memory(cfg, n, rows, device=dev.type)['total'] <= budget
+    if not fits(1):
+        need = train_memory(cfg, 1, rows, device=dev.type)['total']
+        raise ValueError(f"one member (p={cfg.p}, width={cfg.width}, {rows} rows) needs {need / 2 ** 30:.1f} GiB on {dev.type}, "
+                         f"more than the {budget / 2 ** 30:.1f} GiB budget: lower width or batch_size, or pass memory=")
+    lo, hi = 1, most
+    while lo < hi:  # the largest n that fits (memory grows with n)
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo
+
+def plan_sweep(base: TrainConfig, grid: dict, chunk_size: int | None = None, extra=None, device=None,
+               memory: float | None = None, mix_sizes: bool = False) -> tuple[pd.DataFrame, list[Chunk]]:
+    "The grid table (one row per run) and its chunks: one ensemble per shared setting and training-set size, cut to fit `device`."
+    if chunk_size is not None and (not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be an integer >= 1 or None (as many as fit the device), got {chunk_size!r}")
     cols, rows = _grid_rows(grid, base)
     table = expand_grid(grid, base)
     table.insert(0, 'run', range(len(table)))
     shared = [c for c in cols if c in SHARED]
     groups = {}
     for i, r in enumerate(rows):
-        groups.setdefault(tuple(_hashable(r[c]) for c in shared), []).append(i)
+        cfg_i = replace(base, **{c: r[c] for c in shared})
+        size = None if mix_sizes else n_train_rows(cfg_i, r.get('train_frac', _first(base.train_frac)))
+        groups.setdefault(tuple(_hashable(r[c]) for c in shared) + (size,), []).append(i)
     chunks = []
     for gkey, idx in groups.items():
         cfg = replace(base, **{c: rows[idx[0]][c] for c in shared})
         cfg = replace(cfg, **{k: v[0] for k, v in ((k, getattr(cfg, k)) for k in PER_MEMBER) if isinstance(v, (list, tuple))})
         defaults = cfg.member_table().iloc[0]
         if 'train_frac' in cols: idx = sorted(idx, key=lambda i: rows[i]['train_frac'])
-        n = math.ceil(len(idx) / chunk_size)
+        fracs = [rows[i].get('train_frac', _py(defaults['train_frac'])) for i in idx]
+        n_rows = cfg.batch_size or max(n_train_rows(cfg, f) for f in fracs)
+        limit = chunk_limit(cfg, n_rows, device, memory, most=len(idx))
+        if chunk_size is not None: limit = min(limit, chunk_size)
+        n = math.ceil(len(idx) / limit)
         for part in range(n):
             sel = idx[part * len(idx) // n:(part + 1) * len(idx) // n]
             members = pd.DataFrame([{k: rows[i].get(k, _py(defaults[k])) for k in PER_MEMBER} for i in sel])
             chunks.append(Chunk(cfg, members, sel, config_key(cfg, members, extra)))
     return table, chunks
 
+def _first(v): return v[0] if isinstance(v, (list, tuple)) else v
 def _hashable(v): return tuple(v) if isinstance(v, list) else v
 
 # %% ../nbs/05_sweep.ipynb #c014
@@ -183,15 +232,33 @@ def _run_blob(blob: bytes) -> dict:
 
 EXECUTORS = "None, 'processes', a dask Client, a scheduler address 'tcp://host:port', or a concurrent.futures.Executor"
 
-def _executor(executor, n_workers):
+def _visible_gpus(device) -> int:
+    "How many GPUs a process pool should spread over: all visible ones when `device` is CUDA without an index, else 0."
+    dev = str(device or default_device())
+    if dev != 'cuda' or not torch.cuda.is_available(): return 0
+    return torch.cuda.device_count()
+
+def _pin_gpu(counter, gpus):
+    "Process-pool initializer: give this worker the next GPU (before it initializes CUDA)."
+    with counter.get_lock():
+        i = counter.value; counter.value += 1
+    os.environ['CUDA_VISIBLE_DEVICES'] = str(i % gpus)
+
+def _executor(executor, n_workers, device=None):
     "(executor or None, what to close when done, per-worker torch threads)."
     if executor is None: return None, None, None
     if isinstance(executor, cf.Executor): return executor, None, None
     if hasattr(executor, 'get_executor'): return executor.get_executor(), None, None
     if executor == 'processes':
         import multiprocessing as mp
+        ctx = mp.get_context('spawn')
+        gpus = _visible_gpus(device)
+        if gpus:  # one worker per GPU (unless n_workers says otherwise), each pinned to its own
+            n = n_workers or gpus
+            pool = cf.ProcessPoolExecutor(n, mp_context=ctx, initializer=_pin_gpu, initargs=(ctx.Value('i', 0), gpus))
+            return pool, pool, None
         n = n_workers or max(1, (os.cpu_count() or 1) // 2)
-        pool = cf.ProcessPoolExecutor(n, mp_context=mp.get_context('spawn'))
+        pool = cf.ProcessPoolExecutor(n, mp_context=ctx)
         return pool, pool, max(1, (os.cpu_count() or 1) // n)
     if isinstance(executor, str) and ':' in executor:
         from dask.distributed import Client
@@ -238,16 +305,17 @@ class SweepResult:
         h = self.history(runs)
         return h.pivot_table(index=['run', 'step'], columns='metric', values='value', dropna=False).reset_index()
 
-    def model(self, run: int) -> tuple[EnsembleMLP, int]:
-        "The trained ensemble holding `run` (from its stored weights) and the run's member index in it."
+    def model(self, run: int, device=None) -> tuple[EnsembleMLP, int]:
+        "The trained ensemble holding `run` (from its stored weights, no random init) on `device`, and the run's member index."
         from safetensors.torch import load_file
-        c = next(c for c in self.chunks if run in c.runs)
+        c = next((c for c in self.chunks if run in c.runs), None)
+        if c is None: raise ValueError(f"run {run} is not in this sweep (runs 0..{len(self.grid) - 1})")
         f = self.cache / c.key / 'weights.safetensors'
         if not f.exists(): raise ValueError(f"no weights stored for run {run}: run the sweep with weights=True")
+        dev = torch.device(device or default_device())
         cfg = c.config
-        m = EnsembleMLP(cfg.p, cfg.width, len(c.runs), act=cfg.act, init=cfg.init, norm=cfg.norm, tied=cfg.tied,
-                        out_bias=cfg.out_bias, seeds=c.members.seed.astype(int).tolist(), dropout=c.members.dropout.tolist())
-        m.load_state_dict(load_file(str(f)))
+        m = EnsembleMLP.from_state(load_file(str(f), device=str(dev)), cfg.p, cfg.width, len(c.runs), act=cfg.act,
+                                   norm=cfg.norm, tied=cfg.tied, out_bias=cfg.out_bias, device=dev)
         return m.eval(), c.runs.index(run)
 
 def _collect(table, chunks, cache):
@@ -262,14 +330,14 @@ def _collect(table, chunks, cache):
     res = res[['run'] + [c for c in res.columns if c not in table.columns]]
     return table.merge(res, on='run', how='inner').sort_values('run').reset_index(drop=True)
 
-def sweep(base: TrainConfig, grid: dict, cache: str | Path | None = None, chunk_size: int = 64, executor=None,
+def sweep(base: TrainConfig, grid: dict, cache: str | Path | None = None, chunk_size: int | None = None, executor=None,
           n_workers: int | None = None, device: str | None = None, metrics: dict | None = None,
           neuron_metrics: dict | None = None, weights: bool = False, max_chunks: int | None = None,
-          threads: int | None = None, progress: bool = True) -> SweepResult:
+          threads: int | None = None, progress: bool = True, memory: float | None = None, mix_sizes: bool = False) -> SweepResult:
     "Train every point of `grid` (over `base`) in cached chunks of batched ensembles; return the results table."
     t0 = time.perf_counter()
     extra = dict(metrics=sorted(metrics or {}), neuron_metrics=sorted(neuron_metrics or {}))
-    table, chunks = plan_sweep(base, grid, chunk_size, extra)
+    table, chunks = plan_sweep(base, grid, chunk_size, extra, device, memory, mix_sizes)
     for c in chunks: c.config.validate(c.members)
     if executor is not None and not (executor == 'processes' or isinstance(executor, cf.Executor) or hasattr(executor, 'get_executor')
                                      or (isinstance(executor, str) and ':' in executor)):
@@ -281,7 +349,7 @@ def sweep(base: TrainConfig, grid: dict, cache: str | Path | None = None, chunk_
     if max_chunks is not None: todo = todo[:max_chunks]
     computed = []
     bar = tqdm(total=len(chunks), initial=len(cached), disable=not progress, desc='sweep chunks')
-    pool, owned, pool_threads = _executor(executor, n_workers) if todo else (None, None, None)
+    pool, owned, pool_threads = _executor(executor, n_workers, device) if todo else (None, None, None)
     kw = dict(device=device, metrics=metrics, neuron_metrics=neuron_metrics, weights=weights, threads=threads or pool_threads)
 
     def finish(c, out):
@@ -308,31 +376,26 @@ def _sync(device):
 
 def chunk_throughput(chunk: Chunk, steps: int = 3, warmup: int = 1, device: str | None = None) -> dict:
     "Model-steps per second of one chunk's training step, timed over `steps` steps after `warmup`."
-    device = device or default_device()
+    device = torch.device(device or default_device())
     cfg, mem = chunk.config, chunk.members
-    data = make_data(ModularTask(cfg.op, cfg.p), mem.train_frac.tolist(), mem.noise.tolist(), cfg.noise_mode,
-                     mem.split_seed.astype(int).tolist(), mem.noise_seed.astype(int).tolist(), cfg.split).to(device)
+    data = config_data(cfg, mem).to(device)
     E = len(mem)
-    model = EnsembleMLP(cfg.p, cfg.width, E, act=cfg.act, init=cfg.init, init_scale=cfg.init_scale, seeds=mem.seed.astype(int).tolist(),
-                        dropout=mem.dropout.tolist(), norm=cfg.norm, tied=cfg.tied, out_bias=cfg.out_bias).to(device)
+    model = config_model(cfg, mem, device).train()
     opt = StackedOptimizer(list(model.parameters()), mem.lr.tolist(), mem.weight_decay.tolist(), cfg.optimizer, tuple(cfg.betas), cfg.eps, cfg.momentum)
-    rows, valid = data.train_index()
-    if cfg.batch_size is not None: rows, valid = rows[:, :cfg.batch_size], None
-    mchunk = cfg.member_chunk or auto_member_chunk(model, rows.shape[1], device)
-    model.train()
-    step = lambda: train_step(model, opt, data.pairs, data.labels, rows, valid, cfg.loss, mchunk)
-    for _ in range(warmup): step()
+    gen = torch.Generator(device).manual_seed(int(mem.seed.iloc[0]))
+    step = TrainStep(model, opt, data, cfg.loss, cfg.batch_size, cfg.member_chunk, generator=gen)
+    for i in range(warmup): step(i)
     _sync(device); t0 = time.perf_counter()
-    for _ in range(steps): step()
+    for i in range(steps): step(warmup + i)
     _sync(device); dt = time.perf_counter() - t0
     rate = E * steps / dt
     return dict(chunk=chunk.key, members=E, train_frac_min=mem.train_frac.min(), train_frac_max=mem.train_frac.max(),
-                batch=rows.shape[1], device=str(device), seconds_per_step=dt / steps, model_steps_per_s=rate,
+                batch=chunk.rows, device=str(device), seconds_per_step=dt / steps, model_steps_per_s=rate,
                 config_steps=cfg.steps, est_chunk_hours=E * cfg.steps / rate / 3600)
 
-def sweep_throughput(base: TrainConfig, grid: dict, chunk_size: int = 64, steps: int = 3, chunks: Sequence[int] | None = None,
-                     device: str | None = None) -> pd.DataFrame:
+def sweep_throughput(base: TrainConfig, grid: dict, chunk_size: int | None = None, steps: int = 3, chunks: Sequence[int] | None = None,
+                     device: str | None = None, memory: float | None = None, mix_sizes: bool = False) -> pd.DataFrame:
     "Model-steps/s of the chunks of a sweep (all, or the indices in `chunks`) and each chunk's estimated training time."
-    _, plan = plan_sweep(base, grid, chunk_size)
+    _, plan = plan_sweep(base, grid, chunk_size, device=device, memory=memory, mix_sizes=mix_sizes)
     pick = range(len(plan)) if chunks is None else chunks
     return pd.DataFrame([dict(index=i, **chunk_throughput(plan[i], steps, device=device)) for i in pick])

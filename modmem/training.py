@@ -16,48 +16,62 @@ from .data import ModularTask, EnsembleData, make_data, check_fraction, check_mo
 from .models import EnsembleMLP, activation_name, init_std, NORMS, _per_member
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'LOSSES', 'PER_MEMBER', 'StackedOptimizer', 'example_loss', 'evaluate', 'TrainConfig',
-           'paper1_minibatch', 'default_device', 'TrainResult', 'atomic_write', 'auto_member_chunk', 'train_step',
-           'config_data', 'train', 'plot_curves']
+__all__ = ['OPTIMIZERS', 'LOSSES', 'EVAL_BUDGET', 'PER_MEMBER', 'CPU_TILE_FLOATS', 'STATE_TENSORS', 'StackedOptimizer',
+           'example_loss', 'eval_rows', 'evaluate', 'TrainConfig', 'paper1_minibatch', 'default_device', 'TrainResult',
+           'atomic_write', 'member_params', 'train_memory', 'cpu_allocator_tuning', 'auto_member_chunk',
+           'auto_row_chunk', 'TrainStep', 'config_data', 'config_model', 'member_frame', 'train', 'plot_curves']
 
 # %% ../nbs/02_training.ipynb #c005
 OPTIMIZERS = ('adamw', 'adam', 'sgd', 'muon')
 
 class StackedOptimizer:
-    "AdamW, Adam or SGD over parameters [E, ...] with per-member learning rate and weight decay."
+    "AdamW, Adam, SGD or Muon over parameters [E, ...] with per-member learning rate and weight decay."
     def __init__(self, params, lr, weight_decay=0.0, kind: str = 'adamw', betas=(0.9, 0.999), eps: float = 1e-8,
                  momentum: float = 0.0):
         if kind not in OPTIMIZERS: raise ValueError(f"unknown optimizer {kind!r}: use one of {OPTIMIZERS}")
         self.params = [p for p in params if p.requires_grad]
         E = self.params[0].shape[0]
         dev = self.params[0].device
-        self.lr, self.weight_decay = _per_member(lr, E, 'lr').to(dev), _per_member(weight_decay, E, 'weight_decay').to(dev)
-        if (self.lr < 0).any() or (self.weight_decay < 0).any(): raise ValueError("lr and weight_decay must be >= 0")
+        lr, weight_decay = _per_member(lr, E, 'lr'), _per_member(weight_decay, E, 'weight_decay')
+        if (lr < 0).any() or (weight_decay < 0).any(): raise ValueError("lr and weight_decay must be >= 0")
+        self.lr, self.weight_decay = lr.to(dev), weight_decay.to(dev)
         self.kind, self.betas, self.eps, self.momentum, self.t = kind, betas, eps, momentum, 0
-        self.state = [{} for _ in self.params]
+        self.state = [self._init_state(p) for p in self.params]
+
+    def _init_state(self, p):
+        "Zero moments the size of the whole parameter, made once (slices update views of them)."
+        if self.kind in ('adamw', 'adam') or (self.kind == 'muon' and p.dim() != 3):
+            return dict(exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+        if self.kind == 'muon' or self.momentum: return dict(momentum=torch.zeros_like(p))
+        return {}
 
     def _member(self, t, p): return t.view(-1, *[1] * (p.dim() - 1))
 
     @torch.no_grad()
     def step(self):
-        "One update of every parameter of every member."
+        "One update of every parameter of every member, from the parameters' `.grad`."
         self.t += 1
+        self.update([p.grad for p in self.params])
+
+    @torch.no_grad()
+    def update(self, grads, members: slice = slice(None), params=None):
+        "Apply step `self.t` to the members in `members`: `params` are views of those members (default: sliced here)."
         b1, b2 = self.betas
-        for p, st in zip(self.params, self.state):
-            if p.grad is None: continue
-            g, lr, wd = p.grad, self._member(self.lr, p), self._member(self.weight_decay, p)
+        params = [p[members] for p in self.params] if params is None else params
+        lr_all, wd_all = self.lr[members], self.weight_decay[members]
+        for p, g, st in zip(params, grads, self.state):
+            if g is None: continue
+            lr, wd = self._member(lr_all, p), self._member(wd_all, p)
+            st = {k: v[members] for k, v in st.items()}
             if self.kind == 'muon' and p.dim() == 3:
                 self._muon(p, g, st, lr, wd)
                 continue
             if self.kind in ('adamw', 'muon'): p.mul_(1 - lr * wd)
             else: g = g + wd * p
             if self.kind == 'sgd':
-                if self.momentum:
-                    buf = st['momentum'] = g.clone() if 'momentum' not in st else st['momentum'].mul_(self.momentum).add_(g)
-                    g = buf
+                if self.momentum: g = st['momentum'].mul_(self.momentum).add_(g)
                 p.sub_(lr * g)
                 continue
-            if not st: st['exp_avg'], st['exp_avg_sq'] = torch.zeros_like(p), torch.zeros_like(p)
             m, v = st['exp_avg'], st['exp_avg_sq']
             m.lerp_(g, 1 - b1)
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
@@ -67,7 +81,7 @@ class StackedOptimizer:
     def _muon(self, p, g, st, lr, wd, ns=(3.4445, -4.775, 2.0315), ns_steps=5, nesterov=True):
         "torch.optim.Muon's update, batched over members; a stored [E, r, c] parameter is the paper's [c, r] matrix."
         mom = self.momentum or 0.95
-        buf = st.setdefault('momentum_buffer', torch.zeros_like(p))
+        buf = st['momentum']
         buf.lerp_(g, 1 - mom)
         update = g.lerp(buf, mom) if nesterov else buf
         rows, cols = p.shape[-1], p.shape[-2]  # the paper-orientation matrix is [rows, cols]
@@ -90,7 +104,9 @@ LOSSES = ('mse', 'ce')
 
 def example_loss(logits: torch.Tensor, targets: torch.Tensor, loss: str = 'mse') -> torch.Tensor:
     "Loss of each example: logits [..., C], integer targets [...]."
-    if loss == 'mse': return (logits - F.one_hot(targets, logits.shape[-1]).to(logits.dtype)).pow(2).mean(-1)
+    if loss == 'mse':  # mean over classes of (logit - one_hot)², without building the one-hot tensor
+        hit = logits.gather(-1, targets[..., None]).squeeze(-1)
+        return (logits.square().sum(-1) - hit.square() + (hit - 1).square()) / logits.shape[-1]
     if loss == 'ce': return F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction='none').view(targets.shape)
     raise ValueError(f"unknown loss {loss!r}: use one of {LOSSES}")
 
@@ -99,27 +115,41 @@ def _masked_mean(x, mask):
     mask = mask.to(x.dtype)
     return (x * mask).sum(-1) / mask.sum(-1)
 
+EVAL_BUDGET = {'cpu': 64 * 2 ** 20, 'cuda': 2 * 2 ** 30}  # bytes of hidden layer + logits per evaluation pass
+
+def eval_rows(n_members: int, width: int, n_out: int, device='cpu', budget: int | None = None) -> int:
+    "Rows per evaluation pass that keep one pass's hidden layer and logits (with their temporaries) within `budget` bytes."
+    budget = budget or EVAL_BUDGET.get(torch.device(device).type, EVAL_BUDGET['cpu'])
+    return max(1, int(budget // (4 * n_members * (2 * width + 4 * n_out))))
+
 @torch.no_grad()
 def evaluate(model: EnsembleMLP, data: EnsembleData, loss: str = 'mse', chunk: int | None = None) -> dict[str, torch.Tensor]:
     "Loss and accuracy of every member on every subset, as tensors [E] on the device."
     was_training = model.training
     model.eval()
-    pairs, n = data.pairs, data.train.shape[1]
-    chunk = chunk or max(256, int(2e7 // (model.n_members * model.width)))
-    logits = torch.cat([model(pairs[i:i + chunk, 0], pairs[i:i + chunk, 1]) for i in range(0, n, chunk)], 1)
+    pairs, labels = data.pairs, data.labels
+    true = data.true_labels
+    E, n = labels.shape
+    chunk = chunk or eval_rows(E, model.width, model.n_out, labels.device)
+    out = {k: torch.empty(E, n, device=labels.device) for k in ('loss_noisy', 'loss_true', 'hit_noisy', 'hit_true')}
+    for i in range(0, n, chunk):
+        j = min(n, i + chunk)
+        logits = model(pairs[i:j, 0], pairs[i:j, 1])
+        y, t = labels[:, i:j], true[i:j].expand(E, -1)
+        pred = logits.argmax(-1)
+        out['hit_noisy'][:, i:j] = pred == y
+        out['hit_true'][:, i:j] = pred == t
+        out['loss_noisy'][:, i:j] = example_loss(logits, y, loss)
+        out['loss_true'][:, i:j] = example_loss(logits, t, loss)
     model.train(was_training)
-    true = data.true_labels.expand_as(data.labels)
-    pred = logits.argmax(-1)
-    hit_noisy, hit_true = (pred == data.labels).float(), (pred == true).float()
-    loss_noisy = example_loss(logits, data.labels, loss)
-    loss_true = example_loss(logits, true, loss)
     train, test, corr, clean = data.train, data.test, data.corrupted, data.clean
+    ln, lt, hn, ht = out['loss_noisy'], out['loss_true'], out['hit_noisy'], out['hit_true']
     return dict(
-        train_loss=_masked_mean(loss_noisy, train), train_acc=_masked_mean(hit_noisy, train),
-        test_loss=_masked_mean(loss_true, test), test_acc=_masked_mean(hit_true, test),
-        corrupted_loss=_masked_mean(loss_noisy, corr), corrupted_acc=_masked_mean(hit_noisy, corr),
-        corrupted_true_acc=_masked_mean(hit_true, corr),
-        clean_loss=_masked_mean(loss_true, clean), clean_acc=_masked_mean(hit_true, clean),
+        train_loss=_masked_mean(ln, train), train_acc=_masked_mean(hn, train),
+        test_loss=_masked_mean(lt, test), test_acc=_masked_mean(ht, test),
+        corrupted_loss=_masked_mean(ln, corr), corrupted_acc=_masked_mean(hn, corr),
+        corrupted_true_acc=_masked_mean(ht, corr),
+        clean_loss=_masked_mean(lt, clean), clean_acc=_masked_mean(ht, clean),
         norm_U=model.U.flatten(1).norm(dim=1), norm_V=model.V.flatten(1).norm(dim=1), norm_W=model.W.flatten(1).norm(dim=1))
 
 # %% ../nbs/02_training.ipynb #c014
@@ -190,22 +220,23 @@ def paper1_minibatch(batch_size: int, base_steps: int = 2000, base_lr: float = 0
     return int(base_steps * base_batch / batch_size), base_lr * math.sqrt(batch_size / base_batch)
 
 class _Batches:
-    "Per-member epoch permutations of padded training rows; yields row indices [E, bs]."
+    "Per-member epoch permutations of padded training rows, drawn on the device; yields row indices [E, bs]."
     def __init__(self, idx, valid, n_train, batch_size, generator):
         if min(n_train) < batch_size: raise ValueError(f"batch_size {batch_size} exceeds the smallest training set ({min(n_train)} rows)")
+        dev = idx.device
         self.idx, self.valid, self.bs, self.g = idx, valid, batch_size, generator
-        self.per_epoch = [n // batch_size for n in n_train]
+        self.periods = sorted({n // batch_size for n in n_train})  # batches per epoch: host integers
+        self.per_epoch = torch.tensor([n // batch_size for n in n_train], device=dev)
         self.perm = None
-        self.arange = torch.arange(batch_size, device=idx.device)
+        self.arange = torch.arange(batch_size, device=dev)
 
     def __call__(self, step: int):
-        roll = [step % k == 0 for k in self.per_epoch]
-        if any(roll):
+        phase = torch.remainder(torch.full_like(self.per_epoch, step), self.per_epoch)  # step within each member's epoch
+        if any(step % k == 0 for k in self.periods):  # some member starts an epoch: known on the host
             keys = torch.rand(self.idx.shape, device=self.idx.device, generator=self.g).masked_fill(~self.valid, 2.0)
             new = self.idx.gather(1, keys.argsort(1))
-            self.perm = new if self.perm is None else torch.where(torch.tensor(roll, device=new.device)[:, None], new, self.perm)
-        start = torch.tensor([(step % k) * self.bs for k in self.per_epoch], device=self.idx.device)
-        return self.perm.gather(1, start[:, None] + self.arange)
+            self.perm = new if self.perm is None else torch.where((phase == 0)[:, None], new, self.perm)
+        return self.perm.gather(1, (phase * self.bs)[:, None] + self.arange)
 
 # %% ../nbs/02_training.ipynb #c021
 def _log_steps(log_every, steps):
@@ -250,62 +281,175 @@ def atomic_write(path: Path, write: Callable[[str], None]):
         if os.path.exists(tmp): os.remove(tmp)
 
 # %% ../nbs/02_training.ipynb #c022
-def auto_member_chunk(model, batch: int, device) -> int:
-    "Members per forward/backward pass: all on a GPU; on a CPU as many as keep the hidden layer within ~16 MB of cache."
-    if not str(device).startswith('cpu'): return model.n_members
-    return max(1, min(model.n_members, int(4e6 // (batch * model.width))))
+CPU_TILE_FLOATS = 2 ** 19  # one tile's hidden layer on a CPU: 2 MB, so the elementwise work stays in cache
+STATE_TENSORS = {'adamw': 2, 'adam': 2, 'sgd': 1, 'muon': 2}  # optimizer tensors per parameter (at most)
 
-def train_step(model, opt, pairs, labels, rows, valid=None, loss='mse', member_chunk: int | None = None):
-    "One batched update: rows [E, B] index the table, `valid` [E, B] masks padding (None: all valid)."
-    E = model.n_members
-    chunk = member_chunk or E
-    opt.zero_grad()
-    for s in range(0, E, chunk):
-        sl = slice(s, min(E, s + chunk))
-        r, w = rows[sl], None if valid is None else valid[sl]
-        per_example = example_loss(model(pairs[r, 0], pairs[r, 1], w, members=sl), labels[sl].gather(1, r), loss)
-        per_member = per_example.mean(1) if w is None else _masked_mean(per_example, w)
-        per_member.sum().backward()
-    opt.step()
+def member_params(p: int, width: int, n_out: int | None = None, tied: bool = False, out_bias: bool = False,
+                  norm: str | None = None) -> int:
+    "Number of parameters of one member."
+    C = n_out or p
+    return p * width * (1 if tied else 2) + width * C + (C if out_bias else 0) + (2 * width if norm else 0)
 
+def _has_dropout(cfg) -> bool:
+    d = cfg.dropout
+    return any(x > 0 for x in (d if isinstance(d, (list, tuple)) else [d]))
+
+def train_memory(cfg: TrainConfig, n_members: int, rows: int, slice_members: int | None = None,
+                 n_pairs: int | None = None, device='cuda') -> dict[str, int]:
+    "Bytes that training `n_members` members of `cfg` on `rows` rows per step needs on one `device` (type): a memory model."
+    N, C = cfg.width, cfg.p
+    n_pairs = n_pairs or cfg.p ** 2
+    P = member_params(cfg.p, N, None, cfg.tied, cfg.out_bias, cfg.norm)
+    state = 4 * n_members * P * (2 + STATE_TENSORS[cfg.optimizer])  # weights, a slice's gradients, moments
+    data = n_members * (n_pairs * 11 + rows * 32)  # labels and masks over the table; gathered rows, labels, weights
+    per_row = N * (6 + (3 if _has_dropout(cfg) else 0) + (4 if cfg.norm else 0)) + 6 * C  # live floats per row
+    if torch.device(device).type == 'cpu':  # a slice is one cache tile (whole batches under BatchNorm)
+        tile_rows = rows if cfg.norm == 'batch' else min(rows, max(1, CPU_TILE_FLOATS // N))
+        n = min(n_members, max(1, CPU_TILE_FLOATS // (rows * N)))
+        activations, eval_pass = 4 * n * tile_rows * per_row, EVAL_BUDGET['cpu']
+    else:
+        n = min(n_members, slice_members or n_members)
+        activations, eval_pass = 4 * n * rows * per_row, EVAL_BUDGET['cuda']
+    evaluation = 4 * n_members * n_pairs * 4 + min(eval_pass, 4 * n_members * n_pairs * (2 * N + 4 * C))
+    return dict(state=state, data=data, activations=activations, evaluation=evaluation,
+                total=state + data + max(activations, evaluation))
+
+def cpu_allocator_tuning():
+    "Keep freed memory in the process (glibc `mallopt`) so that a step's large temporaries are not page-faulted in anew each time."
+    import ctypes, sys
+    if not sys.platform.startswith('linux') or getattr(cpu_allocator_tuning, 'done', False): return
+    try:
+        libc = ctypes.CDLL('libc.so.6')
+        libc.mallopt(-1, 2 ** 30)  # M_TRIM_THRESHOLD: return heap memory to the OS only above 1 GiB free
+        libc.mallopt(-3, 2 ** 25)  # M_MMAP_THRESHOLD: serve allocations up to 32 MiB from the heap
+        cpu_allocator_tuning.done = True
+    except (OSError, AttributeError): pass
+
+def _free_memory(device) -> int:
+    "Free bytes on a CUDA device (read once, outside any loop)."
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    return free
+
+def auto_member_chunk(model, batch: int, device, memory: int | None = None) -> int:
+    "Members per slice: on a GPU all that fit `memory` (default: its free memory); on a CPU as many as one cache tile holds."
+    E, N = model.n_members, model.width
+    dev = torch.device(device)
+    if dev.type == 'cpu': return max(1, min(E, CPU_TILE_FLOATS // (batch * N)))
+    if dev.type != 'cuda': return E
+    memory = memory if memory is not None else _free_memory(dev)
+    per_row = N * (6 + (3 if model.has_dropout else 0) + (4 if model.norm else 0)) + 6 * model.n_out
+    return max(1, min(E, int(0.8 * memory // (4 * batch * per_row))))
+
+def auto_row_chunk(model, batch: int, members: int, device) -> int:
+    "Rows per tile: all of them on a GPU or with BatchNorm (batch statistics); on a CPU a cache tile's worth."
+    if torch.device(device).type != 'cpu' or model.norm == 'batch': return batch
+    return max(1, min(batch, CPU_TILE_FLOATS // (members * model.width)))
+
+# %% ../nbs/02_training.ipynb #c022b
+class TrainStep:
+    "One batched update of every member, prepared once: member slices with slice-local gradients, row tiles, no host syncs."
+    def __init__(self, model: EnsembleMLP, opt: StackedOptimizer, data: EnsembleData, loss: str = 'mse',
+                 batch_size: int | None = None, member_chunk: int | None = None, row_chunk: int | None = None,
+                 generator: torch.Generator | None = None):
+        if loss not in LOSSES: raise ValueError(f"unknown loss {loss!r}: use one of {LOSSES}")
+        names = model.param_names
+        if len(opt.params) != len(names) or any(a is not b for a, b in zip(opt.params, model.parameters())):
+            raise ValueError("the optimizer must hold the model's parameters, in the model's order")
+        self.model, self.opt, self.loss, self.batch_size = model, opt, loss, batch_size
+        dev = model.emb_a.device
+        E = model.n_members
+        idx, valid = data.train_index()
+        self.n_train = n = data.n_train  # host integers, read once
+        pairs = data.pairs
+        self.pa, self.pb, self.labels = pairs[:, 0].contiguous(), pairs[:, 1].contiguous(), data.labels
+        B = max(n) if batch_size is None else batch_size
+        self.member_chunk = member_chunk or auto_member_chunk(model, B, dev)
+        self.bounds = [(s, min(E, s + self.member_chunk)) for s in range(0, E, self.member_chunk)]
+        self.row_chunk = row_chunk or auto_row_chunk(model, B, self.member_chunk, dev)
+        if model.norm == 'batch' and self.row_chunk < B:
+            raise ValueError(f"BatchNorm needs whole batches: row_chunk {self.row_chunk} < batch {B}")
+        if batch_size is None:
+            self.batches, self.slices = None, []
+            for s, e in self.bounds:
+                T = max(n[s:e])
+                rows = idx[s:e, :T]
+                w = None if min(n[s:e]) == T else valid[s:e, :T].to(torch.float32) / torch.tensor(n[s:e], device=dev)[:, None]
+                self.slices.append((slice(s, e), self.pa[rows], self.pb[rows], data.labels[s:e].gather(1, rows),
+                                    None if w is None else valid[s:e, :T], w, T))
+        else:
+            self.batches = _Batches(idx, valid, n, batch_size, generator)
+
+    def _minibatch(self, step):
+        rows = self.batches(step)
+        a, b, y = self.pa[rows], self.pb[rows], self.labels.gather(1, rows)
+        return [(slice(s, e), a[s:e], b[s:e], y[s:e], None, None, self.batch_size) for s, e in self.bounds]
+
+    def __call__(self, step: int):
+        "Update every member once (step index `step`: it seeds the dropout masks and counts the optimizer's steps)."
+        m, opt, R = self.model, self.opt, self.row_chunk
+        m.step = step
+        opt.t += 1
+        for sl, a, b, y, valid, w, T in (self.slices if self.batches is None else self._minibatch(step)):
+            leaves = m.leaves(sl)
+            params = list(leaves.values())
+            mask = None
+            if m.training and any(m.dropout_rates[e] > 0 for e in range(sl.start, sl.stop)):
+                mask = m.dropout_mask((sl.stop - sl.start, T, m.width), sl, step)
+            grads = None
+            for r in range(0, T, R):
+                t = slice(r, min(T, r + R))
+                out = m(a[:, t], b[:, t], None if valid is None else valid[:, t], members=sl, params=leaves,
+                        mask=None if mask is None else mask[:, t])
+                per_example = example_loss(out, y[:, t], self.loss)
+                total = per_example.sum() / T if w is None else (per_example * w[:, t]).sum()
+                g = torch.autograd.grad(total, params)
+                if grads is None: grads = list(g)
+                else: torch._foreach_add_(grads, g)
+            opt.update(grads, sl, params)
+
+# %% ../nbs/02_training.ipynb #c022c
 def config_data(cfg: TrainConfig, members: pd.DataFrame | None = None) -> EnsembleData:
     "The stacked data `train` builds for `cfg` and its member table."
     members = cfg.member_table() if members is None else members
     return make_data(ModularTask(cfg.op, cfg.p), members.train_frac.tolist(), members.noise.tolist(), cfg.noise_mode,
                      members.split_seed.astype(int).tolist(), members.noise_seed.astype(int).tolist(), cfg.split)
 
+def config_model(cfg: TrainConfig, members: pd.DataFrame, device=None) -> EnsembleMLP:
+    "The freshly initialized ensemble `train` builds for `cfg` and its member table, on `device`."
+    return EnsembleMLP(cfg.p, cfg.width, len(members), act=cfg.act, init=cfg.init, init_scale=cfg.init_scale,
+                       seeds=members.seed.astype(int).tolist(), dropout=members.dropout.tolist(), norm=cfg.norm,
+                       tied=cfg.tied, out_bias=cfg.out_bias, device=device)
+
+def member_frame(cfg: TrainConfig, members: pd.DataFrame | list[dict] | None = None) -> pd.DataFrame:
+    "The member table of `cfg`, or `members` completed with `cfg`'s values for the knobs it lacks."
+    if members is None: return cfg.member_table()
+    members = pd.DataFrame(members)
+    defaults = cfg.member_table().iloc[0]
+    for k in PER_MEMBER:
+        if k not in members: members[k] = defaults[k]
+    return members[list(PER_MEMBER)]
+
 def train(config: TrainConfig, members: pd.DataFrame | list[dict] | None = None, device: str | None = None,
           progress: bool = True, metrics: dict[str, Callable] | None = None) -> TrainResult:
     "Train every member of the ensemble described by `config` (and `members`) in one batched loop."
     cfg = config
-    if members is None: members = cfg.member_table()
-    else:
-        members = pd.DataFrame(members)
-        defaults = cfg.member_table().iloc[0]
-        for k in PER_MEMBER:
-            if k not in members: members[k] = defaults[k]
-        members = members[list(PER_MEMBER)]
+    members = member_frame(cfg, members)
     cfg.validate(members)
-    device = device or default_device()
-    if str(device).startswith('cpu'): torch.set_flush_denormal(True)
+    device = torch.device(device or default_device())
+    if device.type == 'cpu': torch.set_flush_denormal(True); cpu_allocator_tuning()
     t0 = time.perf_counter()
     data = config_data(cfg, members).to(device)
     E = len(members)
-    model = EnsembleMLP(cfg.p, cfg.width, E, act=cfg.act, init=cfg.init, init_scale=cfg.init_scale,
-                        seeds=members.seed.astype(int).tolist(), dropout=members.dropout.tolist(), norm=cfg.norm,
-                        tied=cfg.tied, out_bias=cfg.out_bias).to(device)
+    model = config_model(cfg, members, device)
     gen = torch.Generator(device).manual_seed(int(members.seed.iloc[0]))
-    model.generator = gen
     opt = StackedOptimizer(list(model.parameters()), members.lr.tolist(), members.weight_decay.tolist(), cfg.optimizer,
                            tuple(cfg.betas), cfg.eps, cfg.momentum)
-    idx, valid = data.train_index()
-    pairs, labels = data.pairs, data.labels
-    batches = None if cfg.batch_size is None else _Batches(idx, valid, data.n_train, cfg.batch_size, gen)
+    step_fn = TrainStep(model, opt, data, cfg.loss, cfg.batch_size, cfg.member_chunk, generator=gen)
     log_at, logged = set(_log_steps(cfg.log_every, cfg.steps)), []
-    chunk = cfg.member_chunk or auto_member_chunk(model, idx.shape[1] if cfg.batch_size is None else cfg.batch_size, device)
+    eval_chunk = eval_rows(E, model.width, model.n_out, device)
 
     def log(step):
-        m = evaluate(model, data, cfg.loss)
+        m = evaluate(model, data, cfg.loss, eval_chunk)
         for name, fn in (metrics or {}).items(): m[name] = fn(model)
         logged.append((step, m))
 
@@ -313,8 +457,7 @@ def train(config: TrainConfig, members: pd.DataFrame | list[dict] | None = None,
     for step in tqdm(range(cfg.steps + 1), disable=not progress, desc='train', leave=False):
         if step in log_at: log(step)
         if step == cfg.steps: break
-        rows, w = (idx, valid) if batches is None else (batches(step), None)
-        train_step(model, opt, pairs, labels, rows, w, cfg.loss, chunk)
+        step_fn(step)
     seconds = time.perf_counter() - t0
     history = _tidy(logged)
     final = history[history.step == cfg.steps].pivot(index='member', columns='metric', values='value')

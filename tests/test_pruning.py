@@ -108,3 +108,20 @@ def test_bad_input():
     with pytest.raises(ValueError, match="'ipr', 'strength'"): neuron_scores(m, 'l2')
     with pytest.raises(ValueError, match="'G', 'R'"): partition_masks(torch.rand(4), side='both')
     with pytest.raises(ValueError, match='norm=None'): masked_copies(EnsembleMLP(13, 6, norm='layer'), 0, torch.ones(1, 6, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r'bool tensor \[K, 6\]'): masked_copies(m, 0, torch.ones(1, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r'bool tensor \[K, 6\]'): masked_copies(m, 0, torch.ones(1, 6))
+    with pytest.raises(ValueError, match=r'member must be an integer in \[0, 1\)'): masked_copies(m, 1, torch.ones(1, 6, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r'\[0, 1\)'): pruning_curves(m, make_data(ModularTask('add', 13)), members=[3])
+
+
+def test_device_masks_match_loop_definition(setup):
+    "Pruning masks built from ranks equal the loop definition: the first n neurons of the order are pruned."
+    model, data = setup
+    s = neuron_scores(model)[0]
+    for o in ('low', 'high', 'random'):
+        pc = pruning_curves(model, data, members=[0], orders=(o,), fractions=(0.3,), loss='ce', seed=5)
+        keep = torch.ones(1, 40, dtype=torch.bool); keep[0, prune_order(s, o, 5)[:12]] = False
+        ref = evaluate(masked_copies(model, 0, keep), member_data(data, 0, 1), 'ce')
+        assert abs(pc.test_acc.item() - ref['test_acc'].item()) < 1e-9 and pc.n_left.item() == 28
+    g = partition_masks(s, (0.3,), 'G')[0]
+    assert g.sum() == 12 and s[g].min() >= s[~g].max()

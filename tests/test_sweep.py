@@ -159,4 +159,4 @@ def test_weights_roundtrip(tmp_path):
 
 def test_throughput_positive():
     t = sweep_throughput(BASE, GRID, chunk_size=6, steps=2, device='cpu')
-    assert len(t) == 2 and (t.model_steps_per_s > 0).all() and (t.est_chunk_hours > 0).all()
+    assert len(t) == 3 and (t.model_steps_per_s > 0).all() and (t.est_chunk_hours > 0).all()
