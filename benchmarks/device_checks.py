@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 import torch
 import modmem.training as training
-from modmem.training import (TrainConfig, StackedOptimizer, TrainStep, config_data, config_model, member_frame, train,
+from modmem.training import (TrainConfig, build_training, member_frame, train,
                              train_memory)
 from modmem.sweep import plan_sweep
 from modmem.regularization import study
@@ -61,11 +61,7 @@ def sync_check(device, small=False, steps=6) -> dict:
                               **{k: v for k, v in over.items() if k != 'dropout'})
             members = member_frame(cfg)
             if 'dropout' in over: members['dropout'] = [over['dropout'][i % 2] for i in range(len(members))]
-            data = config_data(cfg, members).to(device)
-            model = config_model(cfg, members, device).train()
-            opt = StackedOptimizer(list(model.parameters()), members.lr.tolist(), members.weight_decay.tolist(),
-                                   cfg.optimizer, tuple(cfg.betas), cfg.eps, cfg.momentum)
-            step = TrainStep(model, opt, data, cfg.loss, cfg.batch_size, None, None, torch.Generator(device).manual_seed(0))
+            _, model, _, step = build_training(cfg, members, device)
             with sync_errors(device):
                 for i in range(steps): step(i)
             finite = bool(torch.isfinite(model.unemb).all())

@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from .data import ModularTask, make_data
 from .training import (TrainConfig, StackedOptimizer, TrainStep, config_data, config_model, member_frame,
-                             default_device)
+                             default_device, build_training, n_train_rows)
 from .sweep import plan_sweep
 
 # %% auto #0
@@ -79,18 +79,13 @@ def engine_step(cfg: TrainConfig, members: pd.DataFrame | None = None, device: s
     members = member_frame(cfg, members)
     cfg.validate(members)
     device = torch.device(device or default_device())
-    data = config_data(cfg, members).to(device)
-    model = config_model(cfg, members, device).train()
-    opt = StackedOptimizer(list(model.parameters()), members.lr.tolist(), members.weight_decay.tolist(), cfg.optimizer,
-                           tuple(cfg.betas), cfg.eps, cfg.momentum)
-    gen = torch.Generator(device).manual_seed(int(members.seed.iloc[0]))
-    ts = TrainStep(model, opt, data, cfg.loss, cfg.batch_size, cfg.member_chunk, generator=gen)
+    *_, ts = build_training(cfg, members, device)
     count = itertools.count()
     return lambda: ts(next(count))
 
 def train_rows(p: int, train_frac: float) -> int:
-    "Training rows T of one member at train fraction `train_frac` (as `make_data` splits the p² pairs)."
-    return int(train_frac * p * p)
+    "Training rows T of one member of modular addition mod `p` at train fraction `train_frac`."
+    return n_train_rows(TrainConfig(p=p), train_frac)
 
 def gemm_flops(rows: int, width: int, p: int) -> int:
     "Floating-point operations of the three [rows × width]·[width × p]-sized products of one full-batch model-step."

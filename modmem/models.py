@@ -52,17 +52,22 @@ def _lookup_grad(idx: torch.Tensor, dh: torch.Tensor, rows: int) -> torch.Tensor
     if dh.device.type == 'cpu': return torch.zeros(rows, dh.shape[1], dtype=dh.dtype, device=dh.device).index_add_(0, idx, dh)
     return torch.ops.aten.embedding_dense_backward(dh, idx, rows, -1, False)
 
+def _lookup(emb_a, emb_b, a, b):
+    "U[:, a] + V[:, b] for members [E, p, N] and indices [E, B], and the flat row indices it read (for the backward)."
+    E, p, N = emb_a.shape
+    off = torch.arange(0, E * p, p, device=a.device)[:, None]
+    ia, ib = (a + off).flatten(), (b + off).flatten()
+    h = F.embedding(ia, emb_a.reshape(E * p, N)).add_(F.embedding(ib, emb_b.reshape(E * p, N))).view(E, -1, N)
+    return h, ia, ib
+
 class _FirstLayer(torch.autograd.Function):
     "φ((U[:, a] + V[:, b]) · mask) for a slice of members as one autograd node: one fused backward, no temporaries it does not need."
     @staticmethod
     def forward(ctx, emb_a, emb_b, a, b, mask, act):
-        E, p, N = emb_a.shape
-        off = torch.arange(0, E * p, p, device=a.device)[:, None]
-        ia, ib = (a + off).flatten(), (b + off).flatten()
-        h = F.embedding(ia, emb_a.reshape(E * p, N)).add_(F.embedding(ib, emb_b.reshape(E * p, N))).view(E, -1, N)
+        h, ia, ib = _lookup(emb_a, emb_b, a, b)
         if mask is not None: h = h.mul_(mask)
         ctx.save_for_backward(h, mask, ia, ib)
-        ctx.act, ctx.shape = act, (E, p, N)
+        ctx.act, ctx.shape = act, tuple(emb_a.shape)
         return ACTIVATIONS[act](h)
 
     @staticmethod
@@ -204,10 +209,8 @@ class EnsembleMLP(nn.Module):
         P = self.params(members) if params is None else params
         emb_a = P['emb_a']
         emb_b = emb_a if self.tied else P['emb_b']
-        E, p = emb_a.shape[:2]
-        if a.dim() == 1: a, b = a.expand(E, -1), b.expand(E, -1)
-        off = torch.arange(0, E * p, p, device=a.device)[:, None]
-        return F.embedding(a + off, emb_a.reshape(E * p, -1)) + F.embedding(b + off, emb_b.reshape(E * p, -1))
+        if a.dim() == 1: a, b = a.expand(emb_a.shape[0], -1), b.expand(emb_a.shape[0], -1)
+        return _lookup(emb_a, emb_b, a, b)[0]
 
     def dropout_mask(self, shape, members: slice = slice(None), step: int | None = None) -> torch.Tensor:
         "Dropout multipliers [n, B, N] (0 or 1/keep) of the members in `members` at `step`, from each member's own stream."
@@ -250,7 +253,7 @@ class EnsembleMLP(nn.Module):
         emb_a = P['emb_a']
         emb_b = emb_a if self.tied else P['emb_b']
         if a.dim() == 1: a, b = a.expand(emb_a.shape[0], -1), b.expand(emb_a.shape[0], -1)
-        if self.training and mask is None and any(self.dropout_rates[e] > 0 for e in range(self.n_members)[members]):
+        if self.training and mask is None and self.has_dropout and any(self.dropout_rates[e] > 0 for e in range(self.n_members)[members]):
             mask = self.dropout_mask((emb_a.shape[0], a.shape[1], self.width), members)
         h = _FirstLayer.apply(emb_a, emb_b, a, b, mask if self.training else None, self.act)
         if self.norm is not None: h = self._normalize(h, valid, members, P)

@@ -15,12 +15,12 @@ from tqdm.auto import tqdm
 from .data import ModularTask, make_data
 from .models import EnsembleMLP
 from .training import (TrainConfig, PER_MEMBER, train, atomic_write, default_device, StackedOptimizer,
-                             TrainStep, train_memory, config_data, config_model)
+                             train_memory, n_train_rows, build_training)
 
 # %% auto #0
-__all__ = ['CONFIG_FIELDS', 'SHARED', 'SCHEMA', 'EXECUTORS', 'expand_grid', 'Chunk', 'config_key', 'n_train_rows',
-           'memory_budget', 'chunk_limit', 'plan_sweep', 'run_chunk', 'default_cache', 'chunk_done', 'save_chunk',
-           'SweepResult', 'sweep', 'chunk_throughput', 'sweep_throughput']
+__all__ = ['CONFIG_FIELDS', 'SHARED', 'SCHEMA', 'EXECUTORS', 'expand_grid', 'Chunk', 'config_key', 'memory_budget', 'chunk_limit',
+           'plan_sweep', 'run_chunk', 'default_cache', 'chunk_done', 'save_chunk', 'SweepResult', 'sweep',
+           'chunk_throughput', 'sweep_throughput']
 
 # %% ../nbs/05_sweep.ipynb #c005
 CONFIG_FIELDS = tuple(f.name for f in fields(TrainConfig))
@@ -91,11 +91,6 @@ def config_key(config: TrainConfig, members: pd.DataFrame, extra=None) -> str:
     mem = [{k: _py(v) for k, v in r.items()} for r in members[list(PER_MEMBER)].to_dict('records')]
     blob = json.dumps(dict(config=cfg, members=mem, extra=extra, schema=SCHEMA), sort_keys=True, default=_jsonable)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-def n_train_rows(cfg: TrainConfig, train_frac: float) -> int:
-    "Training rows of a member with train fraction `train_frac` (the split takes int(α · pairs))."
-    pairs = cfg.p * (cfg.p - 1) if cfg.op == 'div' else cfg.p ** 2
-    return int(train_frac * pairs)
 
 def memory_budget(device=None, memory: float | None = None) -> int:
     "Bytes a plan may use on `device`: `memory` if given, else 90 % of a GPU's free memory or half of the CPU's RAM."
@@ -378,12 +373,8 @@ def chunk_throughput(chunk: Chunk, steps: int = 3, warmup: int = 1, device: str 
     "Model-steps per second of one chunk's training step, timed over `steps` steps after `warmup`."
     device = torch.device(device or default_device())
     cfg, mem = chunk.config, chunk.members
-    data = config_data(cfg, mem).to(device)
     E = len(mem)
-    model = config_model(cfg, mem, device).train()
-    opt = StackedOptimizer(list(model.parameters()), mem.lr.tolist(), mem.weight_decay.tolist(), cfg.optimizer, tuple(cfg.betas), cfg.eps, cfg.momentum)
-    gen = torch.Generator(device).manual_seed(int(mem.seed.iloc[0]))
-    step = TrainStep(model, opt, data, cfg.loss, cfg.batch_size, cfg.member_chunk, generator=gen)
+    *_, step = build_training(cfg, mem, device)
     for i in range(warmup): step(i)
     _sync(device); t0 = time.perf_counter()
     for i in range(steps): step(warmup + i)

@@ -18,8 +18,9 @@ from .models import EnsembleMLP, activation_name, init_std, NORMS, _per_member
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'LOSSES', 'EVAL_BUDGET', 'PER_MEMBER', 'CPU_TILE_FLOATS', 'STATE_TENSORS', 'StackedOptimizer',
            'example_loss', 'eval_rows', 'evaluate', 'TrainConfig', 'paper1_minibatch', 'default_device', 'TrainResult',
-           'atomic_write', 'member_params', 'train_memory', 'cpu_allocator_tuning', 'auto_member_chunk',
-           'auto_row_chunk', 'TrainStep', 'config_data', 'config_model', 'member_frame', 'train', 'plot_curves']
+           'atomic_write', 'member_params', 'n_train_rows', 'train_memory', 'cpu_allocator_tuning', 'auto_member_chunk',
+           'auto_row_chunk', 'TrainStep', 'config_data', 'config_model', 'member_frame', 'build_training', 'train',
+           'plot_curves']
 
 # %% ../nbs/02_training.ipynb #c005
 OPTIMIZERS = ('adamw', 'adam', 'sgd', 'muon')
@@ -290,6 +291,15 @@ def member_params(p: int, width: int, n_out: int | None = None, tied: bool = Fal
     C = n_out or p
     return p * width * (1 if tied else 2) + width * C + (C if out_bias else 0) + (2 * width if norm else 0)
 
+def n_train_rows(cfg: TrainConfig, train_frac: float) -> int:
+    "Training rows of a member of `cfg` with train fraction `train_frac` (the split takes int(α · pairs))."
+    pairs = cfg.p * (cfg.p - 1) if cfg.op == 'div' else cfg.p ** 2
+    return int(train_frac * pairs)
+
+def _row_floats(width: int, n_out: int, dropout: bool, norm) -> int:
+    "Floats alive per training row of one member at the peak of a step (hidden-layer tensors and logit tensors)."
+    return width * (6 + (3 if dropout else 0) + (4 if norm else 0)) + 6 * n_out
+
 def _has_dropout(cfg) -> bool:
     d = cfg.dropout
     return any(x > 0 for x in (d if isinstance(d, (list, tuple)) else [d]))
@@ -302,7 +312,7 @@ def train_memory(cfg: TrainConfig, n_members: int, rows: int, slice_members: int
     P = member_params(cfg.p, N, None, cfg.tied, cfg.out_bias, cfg.norm)
     state = 4 * n_members * P * (2 + STATE_TENSORS[cfg.optimizer])  # weights, a slice's gradients, moments
     data = n_members * (n_pairs * 11 + rows * 32)  # labels and masks over the table; gathered rows, labels, weights
-    per_row = N * (6 + (3 if _has_dropout(cfg) else 0) + (4 if cfg.norm else 0)) + 6 * C  # live floats per row
+    per_row = _row_floats(N, C, _has_dropout(cfg), cfg.norm)
     if torch.device(device).type == 'cpu':  # a slice is one cache tile (whole batches under BatchNorm)
         tile_rows = rows if cfg.norm == 'batch' else min(rows, max(1, CPU_TILE_FLOATS // N))
         n = min(n_members, max(1, CPU_TILE_FLOATS // (rows * N)))
@@ -337,7 +347,7 @@ def auto_member_chunk(model, batch: int, device, memory: int | None = None) -> i
     if dev.type == 'cpu': return max(1, min(E, CPU_TILE_FLOATS // (batch * N)))
     if dev.type != 'cuda': return E
     memory = memory if memory is not None else _free_memory(dev)
-    per_row = N * (6 + (3 if model.has_dropout else 0) + (4 if model.norm else 0)) + 6 * model.n_out
+    per_row = _row_floats(N, model.n_out, model.has_dropout, model.norm)
     return max(1, min(E, int(0.8 * memory // (4 * batch * per_row))))
 
 def auto_row_chunk(model, batch: int, members: int, device) -> int:
@@ -365,6 +375,7 @@ class TrainStep:
         B = max(n) if batch_size is None else batch_size
         self.member_chunk = member_chunk or auto_member_chunk(model, B, dev)
         self.bounds = [(s, min(E, s + self.member_chunk)) for s in range(0, E, self.member_chunk)]
+        self.dropout = [any(model.dropout_rates[s:e]) for s, e in self.bounds]  # which slices draw masks
         self.row_chunk = row_chunk or auto_row_chunk(model, B, self.member_chunk, dev)
         if model.norm == 'batch' and self.row_chunk < B:
             raise ValueError(f"BatchNorm needs whole batches: row_chunk {self.row_chunk} < batch {B}")
@@ -389,11 +400,11 @@ class TrainStep:
         m, opt, R = self.model, self.opt, self.row_chunk
         m.step = step
         opt.t += 1
-        for sl, a, b, y, valid, w, T in (self.slices if self.batches is None else self._minibatch(step)):
+        for k, (sl, a, b, y, valid, w, T) in enumerate(self.slices if self.batches is None else self._minibatch(step)):
             leaves = m.leaves(sl)
             params = list(leaves.values())
             mask = None
-            if m.training and any(m.dropout_rates[e] > 0 for e in range(sl.start, sl.stop)):
+            if m.training and self.dropout[k]:
                 mask = m.dropout_mask((sl.stop - sl.start, T, m.width), sl, step)
             grads = None
             for r in range(0, T, R):
@@ -429,6 +440,18 @@ def member_frame(cfg: TrainConfig, members: pd.DataFrame | list[dict] | None = N
         if k not in members: members[k] = defaults[k]
     return members[list(PER_MEMBER)]
 
+def build_training(cfg: TrainConfig, members: pd.DataFrame, device, member_chunk: int | None = None,
+                   row_chunk: int | None = None):
+    "What `train` trains with, for `cfg` and its (validated) member table on `device`: data, model, optimizer and step."
+    device = torch.device(device)
+    data = config_data(cfg, members).to(device)
+    model = config_model(cfg, members, device).train()
+    opt = StackedOptimizer(list(model.parameters()), members.lr.tolist(), members.weight_decay.tolist(), cfg.optimizer,
+                           tuple(cfg.betas), cfg.eps, cfg.momentum)
+    gen = torch.Generator(device).manual_seed(int(members.seed.iloc[0]))  # minibatch permutations
+    step = TrainStep(model, opt, data, cfg.loss, cfg.batch_size, member_chunk or cfg.member_chunk, row_chunk, gen)
+    return data, model, opt, step
+
 def train(config: TrainConfig, members: pd.DataFrame | list[dict] | None = None, device: str | None = None,
           progress: bool = True, metrics: dict[str, Callable] | None = None) -> TrainResult:
     "Train every member of the ensemble described by `config` (and `members`) in one batched loop."
@@ -438,13 +461,8 @@ def train(config: TrainConfig, members: pd.DataFrame | list[dict] | None = None,
     device = torch.device(device or default_device())
     if device.type == 'cpu': torch.set_flush_denormal(True); cpu_allocator_tuning()
     t0 = time.perf_counter()
-    data = config_data(cfg, members).to(device)
+    data, model, _, step_fn = build_training(cfg, members, device)
     E = len(members)
-    model = config_model(cfg, members, device)
-    gen = torch.Generator(device).manual_seed(int(members.seed.iloc[0]))
-    opt = StackedOptimizer(list(model.parameters()), members.lr.tolist(), members.weight_decay.tolist(), cfg.optimizer,
-                           tuple(cfg.betas), cfg.eps, cfg.momentum)
-    step_fn = TrainStep(model, opt, data, cfg.loss, cfg.batch_size, cfg.member_chunk, generator=gen)
     log_at, logged = set(_log_steps(cfg.log_every, cfg.steps)), []
     eval_chunk = eval_rows(E, model.width, model.n_out, device)
 

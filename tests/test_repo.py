@@ -23,3 +23,23 @@ def test_package_matches_notebooks(tmp_path):
     cmp = filecmp.dircmp(ROOT / 'modmem', tmp_path / 'modmem', ignore=['__pycache__'])
     assert not cmp.diff_files and not cmp.right_only, \
         f'modmem/ is out of sync with nbs/ ({cmp.diff_files + cmp.right_only}): run nbdev_export'
+
+
+def test_no_cell_mixes_imports_with_code():
+    "nbdev_docs executes every non-exported cell that holds an import (slow ones too): imports get cells of their own."
+    import ast, json
+    shown = ('export', 'exporti', 'exports', 'exec_doc')
+    bad = []
+    for nb in sorted((ROOT / 'nbs').glob('*.ipynb')):
+        for i, c in enumerate(json.loads(nb.read_text())['cells']):
+            src = ''.join(c['source'])
+            if c['cell_type'] != 'code' or 'nbdev_export' + '()' in src: continue
+            lines = src.split('\n')
+            directives = [l.replace(' ', '') for l in lines if l.startswith('#|')]
+            if any(d.startswith('#|' + s) for d in directives for s in shown) or '#|eval:false' in directives: continue
+            try: tree = ast.parse('\n'.join(l for l in lines if not l.startswith(('%', '!'))))
+            except SyntaxError: continue
+            nodes = list(ast.walk(tree))
+            if any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in nodes) and any(isinstance(n, (ast.Expr, ast.Assign)) for n in nodes):
+                bad.append(f'{nb.name}[{i}]')
+    assert not bad, f'cells that mix imports with other code (move the imports to a cell of their own): {bad}'

@@ -5,7 +5,7 @@ import pytest
 import torch
 from modmem.data import ModularTask, make_data
 from modmem.models import EnsembleMLP
-from modmem.training import TrainConfig, StackedOptimizer, TrainStep, train, config_data, config_model, member_frame
+from modmem.training import TrainConfig, train, build_training, member_frame
 
 CASES = {
     'full batch': dict(),
@@ -23,12 +23,7 @@ CASES = {
 
 def _weights(cfg, members, device, member_chunk=None, row_chunk=None, steps=6):
     "Train `members` of `cfg` for `steps` steps through TrainStep with the given slicing; return the final state."
-    data = config_data(cfg, members).to(device)
-    model = config_model(cfg, members, device).train()
-    opt = StackedOptimizer(list(model.parameters()), members.lr.tolist(), members.weight_decay.tolist(), cfg.optimizer,
-                           tuple(cfg.betas), cfg.eps, cfg.momentum)
-    step = TrainStep(model, opt, data, cfg.loss, cfg.batch_size, member_chunk, row_chunk,
-                     torch.Generator(device).manual_seed(0))
+    _, model, _, step = build_training(cfg, members, device, member_chunk, row_chunk)
     for i in range(steps): step(i)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -87,11 +82,7 @@ def test_step_has_no_host_sync(case, device):
     cfg = TrainConfig(p=13, width=24, noise=0.2, train_frac=[0.5, 0.7], **{k: v for k, v in over.items() if k != 'dropout'})
     members = member_frame(cfg)
     if 'dropout' in over: members['dropout'] = [0.0, 0.3]
-    data = config_data(cfg, members).to(device)
-    model = config_model(cfg, members, device).train()
-    opt = StackedOptimizer(list(model.parameters()), members.lr.tolist(), members.weight_decay.tolist(), cfg.optimizer,
-                           tuple(cfg.betas), cfg.eps, cfg.momentum)
-    step = TrainStep(model, opt, data, cfg.loss, cfg.batch_size, 1, None, torch.Generator(device).manual_seed(0))
+    _, model, _, step = build_training(cfg, members, device, member_chunk=1)
     with _no_host_sync():
         for i in range(12): step(i)  # 12 steps cross several minibatch epochs
     assert torch.isfinite(model.unemb).all()
