@@ -13,14 +13,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 from .data import ModularTask, EnsembleData, make_data, check_fraction, check_mode
-from .models import EnsembleMLP, activation_name, init_std, NORMS, _per_member
+from .models import EnsembleMLP, activation_name, init_std, NORMS, _per_member, ACTIVATIONS, _act_grad
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'LOSSES', 'EVAL_BUDGET', 'PER_MEMBER', 'CPU_TILE_FLOATS', 'STATE_TENSORS', 'StackedOptimizer',
            'example_loss', 'eval_rows', 'evaluate', 'TrainConfig', 'paper1_minibatch', 'default_device', 'TrainResult',
            'atomic_write', 'member_params', 'n_train_rows', 'train_memory', 'cpu_allocator_tuning', 'auto_member_chunk',
-           'auto_row_chunk', 'TrainStep', 'config_data', 'config_model', 'member_frame', 'build_training', 'train',
-           'plot_curves']
+           'auto_row_chunk', 'slice_grads', 'TrainStep', 'config_data', 'config_model', 'member_frame',
+           'build_training', 'train', 'plot_curves']
 
 # %% ../nbs/02_training.ipynb #c005
 OPTIMIZERS = ('adamw', 'adam', 'sgd', 'muon')
@@ -36,8 +36,11 @@ class StackedOptimizer:
         lr, weight_decay = _per_member(lr, E, 'lr'), _per_member(weight_decay, E, 'weight_decay')
         if (lr < 0).any() or (weight_decay < 0).any(): raise ValueError("lr and weight_decay must be >= 0")
         self.lr, self.weight_decay = lr.to(dev), weight_decay.to(dev)
+        self._host = list(zip(lr.tolist(), weight_decay.tolist()))  # per-member (lr, wd) as host floats, read once
         self.kind, self.betas, self.eps, self.momentum, self.t = kind, betas, eps, momentum, 0
         self.state = [self._init_state(p) for p in self.params]
+        self.fused = kind in ('adam', 'adamw') and dev.type in ('cpu', 'cuda')  # torch's one-pass Adam(W) kernel
+        self._t, self._t_value, self._groups = torch.zeros((), device=dev), 0, {}  # step count as the kernel reads it
 
     def _init_state(self, p):
         "Zero moments the size of the whole parameter, made once (slices update views of them)."
@@ -59,6 +62,7 @@ class StackedOptimizer:
         "Apply step `self.t` to the members in `members`: `params` are views of those members (default: sliced here)."
         b1, b2 = self.betas
         params = [p[members] for p in self.params] if params is None else params
+        if self.fused: return self._fused(grads, members, params)
         lr_all, wd_all = self.lr[members], self.weight_decay[members]
         for p, g, st in zip(params, grads, self.state):
             if g is None: continue
@@ -78,6 +82,30 @@ class StackedOptimizer:
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
             denom = (v.sqrt() / math.sqrt(1 - b2 ** self.t)).add_(self.eps)
             p.sub_((lr / (1 - b1 ** self.t)) * m / denom)
+
+    def _member_groups(self, members: slice):
+        "The members of a slice grouped by their (lr, weight decay): [(lr, wd, local indices or None for all)], cached."
+        key = (members.start, members.stop, members.step)
+        if key not in self._groups:
+            host = self._host[members]
+            groups = {}
+            for j, lw in enumerate(host): groups.setdefault(lw, []).append(j)
+            self._groups[key] = [(lr, wd, None if len(js) == len(host) else js) for (lr, wd), js in groups.items()]
+        return self._groups[key]
+
+    def _fused(self, grads, members, params):
+        "Adam(W) in torch's fused kernel (one pass over each tensor), one call per group of members sharing lr and weight decay."
+        todo = [(p, g, st['exp_avg'][members], st['exp_avg_sq'][members])
+                for p, g, st in zip(params, grads, self.state) if g is not None]
+        if self._t_value != self.t: self._t.fill_(self.t); self._t_value = self.t
+        step = torch._fused_adamw_ if self.kind == 'adamw' else torch._fused_adam_
+        groups = self._member_groups(members)
+        parts = None if len(groups) == 1 else [[x.unbind(0) for x in four] for four in todo]  # per-member views
+        for lr, wd, js in groups:
+            if js is None: lists = [[four[i] for four in todo] for i in range(4)]  # the whole slice in one call
+            else: lists = [[part[i][j] for part in parts for j in js] for i in range(4)]
+            step(*lists, [], [self._t] * len(lists[0]), lr=lr, beta1=self.betas[0], beta2=self.betas[1], weight_decay=wd,
+                 eps=self.eps, amsgrad=False, maximize=False)
 
     def _muon(self, p, g, st, lr, wd, ns=(3.4445, -4.775, 2.0315), ns_steps=5, nesterov=True):
         "torch.optim.Muon's update, batched over members; a stored [E, r, c] parameter is the paper's [c, r] matrix."
@@ -355,17 +383,68 @@ def auto_row_chunk(model, batch: int, members: int, device) -> int:
     if torch.device(device).type != 'cpu' or model.norm == 'batch': return batch
     return max(1, min(batch, CPU_TILE_FLOATS // (members * model.width)))
 
+# %% ../nbs/02_training.ipynb #c022g
+def _scatter_rows(g: torch.Tensor, idx: torch.Tensor, dh: torch.Tensor):
+    "Add the rows of dh [M, N] into the table g [rows, N] at positions idx [M] (deterministic on CPU and GPU)."
+    if g.device.type == 'cpu': g.index_add_(0, idx, dh)
+    else: g.add_(torch.ops.aten.embedding_dense_backward(dh, idx, g.shape[0], -1, False))
+
+def slice_grads(model: EnsembleMLP, P: dict, a: torch.Tensor, b: torch.Tensor, y: torch.Tensor, T: int,
+                w: torch.Tensor | None = None, mask: torch.Tensor | None = None, loss: str = 'mse',
+                row_chunk: int | None = None, grads: dict | None = None) -> dict:
+    "Gradients of the training loss of a slice of members (parameters `P`, rows a, b, y [n, T]) for a model without a normalization layer, by hand, added into `grads`."
+    if model.norm is not None: raise ValueError(f"slice_grads covers models without a normalization layer, not norm={model.norm!r}")
+    if loss not in LOSSES: raise ValueError(f"unknown loss {loss!r}: use one of {LOSSES}")
+    grads = {k: torch.zeros_like(v) for k, v in P.items()} if grads is None else grads
+    emb_a, W, bias = P['emb_a'], P['unemb'], P.get('bias')
+    emb_b = emb_a if model.tied else P['emb_b']
+    N, C = W.shape[1], W.shape[2]
+    ga = grads['emb_a'].view(-1, N)
+    gb = ga if model.tied else grads['emb_b'].view(-1, N)
+    n, p = emb_a.shape[:2]
+    Wt, R = W.transpose(1, 2), row_chunk or T
+    table = emb_a.reshape(-1, N) if model.tied else torch.cat([emb_a.reshape(-1, N), emb_b.reshape(-1, N)])
+    off = torch.arange(0, n * p, p, device=a.device)[:, None]  # member e's rows of the flat table
+    for r in range(0, T, R):
+        t = slice(r, min(T, r + R))
+        ia, ib = (a[:, t] + off).flatten(), (b[:, t] + off).flatten()
+        pairs = torch.stack([ia, ib if model.tied else ib + n * p], 1)
+        h = F.embedding_bag(pairs, table, mode='sum').view(n, -1, N)  # U[:, a] + V[:, b] in one pass
+        if mask is not None: h.mul_(mask[:, t])
+        z = ACTIVATIONS[model.act](h)
+        out = torch.bmm(z, W) if bias is None else torch.baddbmm(bias[:, None], z, W)
+        yt, s = y[:, t, None], 1 / T if w is None else 1.0  # uniform row weight 1/T folded into δ's scale
+        if loss == 'mse': d, hit = out.mul_(2 * s / C), -2 * s / C        # δ = 2(f − onehot)/C
+        else: d, hit = torch.softmax(out, -1).mul_(s), -s                 # δ = softmax(f) − onehot
+        d.scatter_add_(-1, yt, torch.full(yt.shape, hit, device=d.device, dtype=d.dtype))
+        if w is not None: d.mul_(w[:, t, None])
+        grads['unemb'].baddbmm_(z.transpose(1, 2), d)
+        if bias is not None: grads['bias'].add_(d.sum(1))
+        quad = model.act == 'quad'
+        dz = torch.bmm(d, Wt) if not quad else torch.baddbmm(d.new_empty(()), d, Wt, beta=0, alpha=2)  # x²: 2·δWᵀ
+        if quad: dh = dz.mul_(h)
+        elif model.act == 'relu': dh = torch.ops.aten.threshold_backward(dz, h, 0.0)
+        else: dh = _act_grad(model.act, h, dz)
+        if mask is not None: dh.mul_(mask[:, t])
+        dh = dh.view(-1, N)
+        _scatter_rows(ga, ia, dh); _scatter_rows(gb, ib, dh)
+    return grads
+
 # %% ../nbs/02_training.ipynb #c022b
 class TrainStep:
     "One batched update of every member, prepared once: member slices with slice-local gradients, row tiles, no host syncs."
     def __init__(self, model: EnsembleMLP, opt: StackedOptimizer, data: EnsembleData, loss: str = 'mse',
                  batch_size: int | None = None, member_chunk: int | None = None, row_chunk: int | None = None,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, manual: bool | None = None):
         if loss not in LOSSES: raise ValueError(f"unknown loss {loss!r}: use one of {LOSSES}")
         names = model.param_names
         if len(opt.params) != len(names) or any(a is not b for a, b in zip(opt.params, model.parameters())):
             raise ValueError("the optimizer must hold the model's parameters, in the model's order")
         self.model, self.opt, self.loss, self.batch_size = model, opt, loss, batch_size
+        if manual and model.norm is not None: raise ValueError(f"manual gradients need a model without normalization, not norm={model.norm!r}")
+        self.manual = model.norm is None if manual is None else manual  # hand-written gradients (slice_grads), else autograd
+        self.names = names
+        self.grads = {k: torch.zeros_like(q) for k, q in model.named_parameters()} if self.manual else None  # reused every step
         dev = model.emb_a.device
         E = model.n_members
         idx, valid = data.train_index()
@@ -401,11 +480,18 @@ class TrainStep:
         m.step = step
         opt.t += 1
         for k, (sl, a, b, y, valid, w, T) in enumerate(self.slices if self.batches is None else self._minibatch(step)):
-            leaves = m.leaves(sl)
-            params = list(leaves.values())
             mask = None
             if m.training and self.dropout[k]:
                 mask = m.dropout_mask((sl.stop - sl.start, T, m.width), sl, step)
+            if self.manual:
+                params = {n: q.detach()[sl] for n, q in m.named_parameters()}
+                grads = {n: g[sl] for n, g in self.grads.items()}
+                torch._foreach_zero_(list(grads.values()))
+                slice_grads(m, params, a, b, y, T, w, mask, self.loss, R, grads)
+                opt.update([grads[n] for n in self.names], sl, [params[n] for n in self.names])
+                continue
+            leaves = m.leaves(sl)
+            params = list(leaves.values())
             grads = None
             for r in range(0, T, R):
                 t = slice(r, min(T, r + R))

@@ -46,19 +46,24 @@ def test_adamw_matches_torch_training(lrs, wds):
         'the weights moved'
 
 
-@pytest.mark.parametrize('kind,torch_opt,kw', [
-    ('adamw', torch.optim.AdamW, dict(betas=(0.9, 0.98))),
-    ('adam', torch.optim.Adam, dict(betas=(0.9, 0.999))),
-    ('sgd', torch.optim.SGD, dict(momentum=0.9)),
-    ('sgd', torch.optim.SGD, dict()),
+@pytest.mark.parametrize('kind,torch_opt,kw,fused', [
+    ('adamw', torch.optim.AdamW, dict(betas=(0.9, 0.98)), True),
+    ('adamw', torch.optim.AdamW, dict(betas=(0.9, 0.98)), False),
+    ('adam', torch.optim.Adam, dict(betas=(0.9, 0.999)), True),
+    ('adam', torch.optim.Adam, dict(betas=(0.9, 0.999)), False),
+    ('sgd', torch.optim.SGD, dict(momentum=0.9), False),
+    ('sgd', torch.optim.SGD, dict(), False),
 ])
-def test_same_gradients_same_updates(kind, torch_opt, kw):
-    "Fed identical gradients, each stacked optimizer matches its torch.optim twin per member (float32)."
+@pytest.mark.parametrize('lrs,wds', [([0.01, 0.05, 0.002], [0.0, 0.5, 2.0]), ([0.01, 0.01, 0.05], [0.5, 0.5, 0.5])])
+def test_same_gradients_same_updates(kind, torch_opt, kw, fused, lrs, wds):
+    "Fed identical gradients, each stacked optimizer (torch's fused Adam(W) kernel per group of members or the plain one) matches its torch.optim twin per member (float32)."
     torch.manual_seed(0)
-    E, lrs, wds = 3, [0.01, 0.05, 0.002], [0.0, 0.5, 2.0]
+    E = len(lrs)
     params = [torch.randn(E, 7, 5, requires_grad=True), torch.randn(E, 5, requires_grad=True)]
     refs = [[torch.nn.Parameter(p[e].detach().clone()) for p in params] for e in range(E)]
     opt = StackedOptimizer(params, lrs, wds, kind, kw.get('betas', (0.9, 0.999)), momentum=kw.get('momentum', 0.0))
+    assert opt.fused == (kind != 'sgd')
+    opt.fused = fused
     ref_opts = [torch_opt(r, lr=lr, weight_decay=wd, **kw) for r, lr, wd in zip(refs, lrs, wds)]
     for _ in range(50):
         grads = [torch.randn_like(p) for p in params]

@@ -1,4 +1,7 @@
-"""Regenerate README.md from nbs/index.ipynb without Quarto (`--check`: fail if README.md is stale)."""
+"""Regenerate README.md from nbs/index.ipynb without Quarto (`--check`: fail if README.md is stale).
+
+This is README.md's only generator: settings.ini's `readme_nb` names no notebook, so nbdev_docs and nbdev_prepare
+do not re-render README.md through Quarto (tests/test_docs.py checks that; tests/test_repo.py that README.md is current)."""
 import json, re, sys
 from pathlib import Path
 

@@ -1,0 +1,101 @@
+"""The docs build, offline: everything `nbdev_docs` does before it calls Quarto.
+
+`nbdev_docs` (nbdev 2.4.14) = `_pre_docs` (`refresh_quarto_yml`, `_build_modidx`, `nbdev_sidebar`, then `proc_nbs`:
+nbs/ -> _proc/ through nbdev's processors; in each notebook with exports or `show_doc` it executes the exported cells,
+the `show_doc` cells and every other cell that holds an import, `#| slow` ones included) ->
+`nbdev_readme(chk_time=True)` -> `nbdev_contributing(chk_time=True)` -> `quarto render`.
+These tests run that sequence on a copy of the working tree in a temporary folder (so neither _proc/ nor a rewritten
+nbs/nbdev.yml or modmem/_modidx.py lands in the repository), with nbdev's Quarto installer and every Quarto call
+switched off, and fail on any error or any warning (e.g. "Found cells containing imports and other code").
+"""
+import hashlib, json, os, shutil, subprocess, sys, textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 300  # seconds; about 10 s on 2 CPU cores
+
+# nbdev_docs without Quarto. `_ensure_quarto` would download and install Quarto and pip-install the project;
+# `_sprun` is how nbdev runs `quarto render`: here any call to it is an error.
+NBDEV_DOCS_WITHOUT_QUARTO = textwrap.dedent('''
+    import os, sys
+    import nbdev.quarto as q
+
+    def _no_quarto(cmd): raise RuntimeError(f'nbdev wanted to run Quarto: {cmd}')
+    q._ensure_quarto = lambda: None
+    q._sprun = _no_quarto
+    step = sys.argv[1]
+    if step == 'all': cache, cfg, path = q._pre_docs(n_workers=int(sys.argv[2]))  # = nbdev_proc_nbs
+    else: path = q.get_config().nbs_path
+    if step in ('all', 'readme'):
+        # nbdev_docs renders README.md from settings.ini's readme_nb when that notebook is newer than README.md
+        os.utime(path/'index.ipynb')
+        q.nbdev_readme.__wrapped__(path=path, chk_time=True)
+        q.nbdev_contributing.__wrapped__(path=path, chk_time=True)
+''')
+
+
+def _worktree_files() -> list:
+    "The files a fresh checkout would have (tracked and untracked, not ignored), relative to the repository root."
+    try:
+        ls = subprocess.run(['git', 'ls-files', '-z', '--cached', '--others', '--exclude-standard'],
+                            cwd=ROOT, capture_output=True, check=True).stdout.decode().split('\0')
+        return sorted(rel for rel in ls if rel and (ROOT / rel).is_file())
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout
+        skip = ('.git', '.venv', '_proc', '_docs', '__pycache__', 'runs', 'build', 'dist', '.ipynb_checkpoints',
+                '.pytest_cache', '.device-wheels')
+        return sorted(str(p.relative_to(ROOT)) for p in ROOT.rglob('*') if p.is_file()
+                      and not any(x in skip or x.endswith('.egg-info') for x in p.relative_to(ROOT).parts))
+
+
+def _digests(root: Path, files) -> dict:
+    return {rel: hashlib.sha256((root / rel).read_bytes()).hexdigest() for rel in files}
+
+
+def _copy_worktree(dest: Path) -> dict:
+    "Copy the working tree as it is now to `dest`; return the copied files' digests."
+    files = _worktree_files()
+    for rel in files:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, dest / rel)
+    return _digests(dest, files)
+
+
+def _run(cwd: Path, *args) -> subprocess.CompletedProcess:
+    env = {**os.environ, 'MPLBACKEND': 'Agg', 'PYTHONWARNINGS': 'always::UserWarning'}
+    return subprocess.run([sys.executable, '-c', NBDEV_DOCS_WITHOUT_QUARTO, *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+
+
+def test_docs_processing(tmp_path):
+    "nbdev_docs up to Quarto runs on every notebook with no error, no warning and nothing on stderr."
+    proj = tmp_path / 'proj'
+    copied = _copy_worktree(proj)
+    repo_proc = (ROOT / '_proc').exists()
+    r = _run(proj, 'all', min(4, os.cpu_count() or 1))
+    assert r.returncode == 0, f'nbdev_docs (without Quarto) failed:\n{r.stderr[-6000:]}'
+    assert not r.stderr.strip(), f'nbdev_docs (without Quarto) warned or wrote to stderr:\n{r.stderr[-6000:]}'
+    assert (ROOT / '_proc').exists() == repo_proc, 'the docs processing wrote _proc/ into the repository'
+    nbs = sorted(p.relative_to(proj / 'nbs') for p in (proj / 'nbs').rglob('*.ipynb')
+                 if not any(x.startswith(('_', '.')) for x in p.relative_to(proj / 'nbs').parts))
+    missing = [str(p) for p in nbs if not (proj / '_proc' / p).exists()]
+    assert not missing, f'notebooks that the docs processing did not write to _proc/: {missing}'
+    errors = [f'{p}[{i}]' for p in nbs for i, c in enumerate(json.loads((proj / '_proc' / p).read_text())['cells'])
+              if any(o.get('output_type') == 'error' for o in c.get('outputs', []))]
+    assert not errors, f'cells whose traceback would appear on the docs site: {errors}'
+    # nbdev_docs rewrites nbs/nbdev.yml and modmem/_modidx.py (and nbs/sidebar.yml where custom_sidebar is off): it must
+    # leave the committed files as they are.
+    after = _digests(proj, [rel for rel in copied if (proj / rel).exists()])
+    changed = [rel for rel in copied if after.get(rel) != copied[rel]]
+    assert not changed, f'files that nbdev_docs would change in the working tree: {changed}'
+
+
+def test_nbdev_docs_leaves_readme_alone(tmp_path):
+    "README.md has one generator, tools/make_readme.py: nbdev_docs/nbdev_prepare must not re-render it through Quarto."
+    proj = tmp_path / 'proj'
+    (proj / 'nbs').mkdir(parents=True)
+    for rel in ('settings.ini', 'README.md', 'nbs/index.ipynb'): shutil.copy2(ROOT / rel, proj / rel)
+    before = (proj / 'README.md').read_text()
+    r = _run(proj, 'readme')
+    assert r.returncode == 0, ('nbdev_docs would re-render README.md from a notebook (settings.ini `readme_nb` '
+                               f'must name no existing notebook; README.md comes from tools/make_readme.py):\n{r.stderr[-3000:]}')
+    assert (proj / 'README.md').read_text() == before and not r.stderr.strip(), r.stderr
