@@ -20,9 +20,13 @@ setuptools.setup(
                  'Intended Audience :: ' + cfg['audience'].title(),
                  'Natural Language :: ' + cfg['language'].title()]
                 + ['Programming Language :: Python :: ' + o for o in py_versions[py_versions.index(min_python):]],
-    url=cfg['git_url'], packages=setuptools.find_packages(include=[lib_path, lib_path + '.*']),
+    url=cfg['git_url'],
+    # the experiment notebooks ship inside the package as modmem/notebooks/, so `modmem reproduce` runs from an install
+    packages=setuptools.find_packages(include=[lib_path, lib_path + '.*']) + [lib_path + '.notebooks'],
+    package_dir={lib_path + '.notebooks': 'experiments'}, package_data={lib_path + '.notebooks': ['*.ipynb']},
     include_package_data=True, install_requires=shlex.split(cfg.get('requirements', '')),
-    extras_require={'dev': shlex.split(cfg.get('dev_requirements', ''))}, python_requires='>=' + min_python,
+    extras_require={'dev': shlex.split(cfg.get('dev_requirements', '')),
+                    'reproduce': shlex.split(cfg.get('reproduce_requirements', ''))}, python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf-8').read(), long_description_content_type='text/markdown',
     zip_safe=False,
     entry_points={'console_scripts': cfg.get('console_scripts', '').split(),

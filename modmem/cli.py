@@ -8,7 +8,9 @@ import argparse, json, math, sys
 from pathlib import Path
 from .data import OPERATIONS, CORRUPTION_MODES
 from .models import ACTIVATIONS, INITS
-from .training import TrainConfig, train, plot_curves, LOSSES, OPTIMIZERS, PER_MEMBER
+from .data import check_task, check_fraction, check_train_rows, n_pairs
+from .training import (TrainConfig, train, plot_curves, LOSSES, OPTIMIZERS, PER_MEMBER, UsageError, check_device,
+                             check_out, default_device)
 
 # %% auto #0
 __all__ = ['config_from_args', 'member_records', 'main']
@@ -45,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument('--device', default=None, help='cpu, cuda, ... (default: CUDA when present)')
     t.add_argument('--json', action='store_true', help='print one JSON object per member')
     t.add_argument('--out', type=Path, default=None, help='write results, history and a training-curve figure here')
+    t.add_argument('--force', action='store_true', help='replace an existing (non-empty) --out folder')
     t.add_argument('--quiet', action='store_true', help='no progress bar')
     b = sub.add_parser('bench', help="model-steps/s of the engine against a loop of one-hot models and the GEMM bound (issue 11's table)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -101,31 +104,70 @@ def member_records(result) -> list[dict]:
     shared = {k: v for k, v in result.config.to_dict().items() if k not in PER_MEMBER}
     return [{**shared, **{k: _clean(v) for k, v in row.items()}} for row in result.results.to_dict('records')]
 
+def _positive(name, v, low=1):
+    if isinstance(v, bool) or not isinstance(v, int) or v < low: raise UsageError(f"{name} must be an integer >= {low}, got {v!r}")
+
+def _check_bench(args):
+    "Refuse bad `modmem bench` settings before any work."
+    check_task('add', args.p)
+    for name in ('width', 'runs', 'compare', 'sequential', 'steps'): _positive('--' + name, getattr(args, name))
+    _positive('--warmup', args.warmup, 0)
+    for s in args.sizes: _positive('--sizes', s)
+    if not (math.isfinite(args.min_seconds) and args.min_seconds >= 0):
+        raise UsageError(f"--min-seconds must be a finite number >= 0, got {args.min_seconds!r}")
+    for a in [args.train_frac, *args.alphas]:
+        check_fraction('--train-frac/--alphas', a); check_train_rows(a, n_pairs('add', args.p))
+    check_device(args.device or default_device())
+
+def _check_reproduce(args):
+    "Refuse bad `modmem reproduce` settings before any work."
+    if args.jobs is not None: _positive('--jobs', args.jobs)
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout!r}")
+    if args.device is not None: check_device(args.device)
+    if args.out.exists() and not args.out.is_dir(): raise UsageError(f"--out {str(args.out)!r} is a file, not a folder")
+
 def main(argv=None):
-    "Entry point of the `modmem` command."
+    "Entry point of the `modmem` command: an ordinary mistake is one line on stderr and exit status 2, before any work."
     args = _parser().parse_args(argv)
     try:
-        if args.command == 'bench': return _bench(args)
-        if args.command == 'reproduce': return _reproduce(args)
+        if args.command == 'bench':
+            _check_bench(args)
+            return _bench(args)
+        if args.command == 'reproduce':
+            _check_reproduce(args)
+            return _reproduce(args)
         cfg = config_from_args(args)
         cfg.validate(cfg.member_table())
-        res = train(cfg, device=args.device, progress=not (args.quiet or args.json))
+        device = check_device(args.device or default_device())
+        if args.out: check_out(args.out, args.force)
+        res = train(cfg, device=device, progress=not (args.quiet or args.json))
         if args.out:
-            res.save(args.out)
-            import matplotlib; matplotlib.use('Agg')
-            plot_curves(res).savefig(args.out / 'curves.png', dpi=120)
+            def figure(folder):
+                import matplotlib; matplotlib.use('Agg')
+                import matplotlib.pyplot as plt
+                fig = plot_curves(res); fig.savefig(folder / 'curves.png', dpi=120); plt.close(fig)
+            res.save(args.out, force=args.force, extra=figure)
+        div = res.results.diverged
         if args.json:
             for rec in member_records(res): print(json.dumps(rec))
         else:
             cols = ['member'] + [k for k in PER_MEMBER if res.members[k].nunique() > 1] + \
                    ['train_acc', 'test_acc', 'corrupted_acc', 'corrupted_true_acc', 'clean_acc']
-            print(res.results[cols].round(4).to_string(index=False))
+            tbl = res.results[cols].round(4)
+            if div.any(): tbl.insert(1, 'status', ['diverged' if d else 'ok' for d in div])
+            print(tbl.to_string(index=False))
             print(f"{len(res.members)} members, {cfg.steps} steps in {res.seconds:.1f} s" + (f"; wrote {args.out}" if args.out else ''))
+        if div.any():
+            print(f"modmem: warning: member(s) {', '.join(map(str, res.results.member[div]))} diverged (non-finite loss or weights): "
+                  "their accuracies are NaN; lower --lr", file=sys.stderr)
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"modmem: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("modmem: interrupted", file=sys.stderr)
+        return 130
     return 0
-
 def _bench(args):
     from modmem.benchmark import benchmark, benchmark_checks, format_checks
     from modmem.experiments import device_label
@@ -155,6 +197,6 @@ def _reproduce(args):
         return 0
     tbl = reproduce(args.preset, args.only, args.out, args.experiments, args.executor, args.device, args.jobs, args.force,
                     args.timeout, runner='plain' if args.plain else 'papermill', cache=args.cache)
-    failed = tbl[tbl.status == 'failed']
+    failed = tbl[tbl.status.isin(['failed', 'interrupted'])]
     for r in failed.itertuples(): print(f"modmem: {r.notebook} failed: {r.error}", file=sys.stderr)
     return 1 if len(failed) else 0

@@ -4,15 +4,16 @@
 
 # %% ../nbs/00_data.ipynb #c002
 from __future__ import annotations
-import math, random
+import math, numbers, random
 from dataclasses import dataclass
 from typing import Callable, Sequence
 import torch
 import pandas as pd
 
 # %% auto #0
-__all__ = ['OPERATIONS', 'CORRUPTION_MODES', 'is_prime', 'ModularTask', 'check_fraction', 'check_mode', 'split_mask',
-           'noisy_labels', 'corrupt_labels', 'authors_split', 'EnsembleData', 'make_data']
+__all__ = ['OPERATIONS', 'MAX_P', 'CORRUPTION_MODES', 'is_prime', 'check_task', 'n_pairs', 'ModularTask', 'check_fraction',
+           'check_train_rows', 'check_mode', 'split_mask', 'noisy_labels', 'corrupt_labels', 'authors_split',
+           'EnsembleData', 'make_data']
 
 # %% ../nbs/00_data.ipynb #c005
 def is_prime(n: int) -> bool:
@@ -31,17 +32,28 @@ OPERATIONS = {
 }
 
 # %% ../nbs/00_data.ipynb #c007
+MAX_P = 2 ** 31 - 1  # far beyond any memory (p² rows); it keeps the primality check of a huge p instant
+
+def check_task(op: str | Callable, p: int):
+    "Raise a clear error unless `op` mod `p` is a task, without building its table (cheap for any p)."
+    if not isinstance(p, numbers.Integral) or isinstance(p, bool) or not 2 <= p <= MAX_P:
+        raise ValueError(f"p must be an integer in [2, {MAX_P}], got {p!r}")
+    if callable(op): return
+    if op not in OPERATIONS: raise ValueError(f"unknown operation {op!r}: use one of {sorted(OPERATIONS)} or a callable (a, b, p) -> c")
+    if OPERATIONS[op][1] and not is_prime(p):
+        raise ValueError(f"operation {op!r} needs a prime modulus (a field), got p={p}")
+
+def n_pairs(op: str | Callable, p: int) -> int:
+    "Rows of the task's table: p² pairs, p(p − 1) for division (no zero divisor)."
+    return p * (p - 1) if op == 'div' else p * p
+
 class ModularTask:
     "All input pairs (a, b) of an operation mod `p`, with their true labels (on the CPU; `tables(device)` for a device)."
     def __init__(self, op: str | Callable = 'add', p: int = 97):
-        if not isinstance(p, int) or isinstance(p, bool) or p < 2:
-            raise ValueError(f"p must be an integer >= 2, got {p!r}")
-        if callable(op): self.op, self.fn, needs_prime = getattr(op, '__name__', 'custom'), op, False
-        elif op in OPERATIONS: self.op, (self.fn, needs_prime) = op, OPERATIONS[op]
-        else: raise ValueError(f"unknown operation {op!r}: use one of {sorted(OPERATIONS)} or a callable (a, b, p) -> c")
-        if needs_prime and not is_prime(p):
-            raise ValueError(f"operation {op!r} needs a prime modulus (a field), got p={p}")
-        self.p = p
+        check_task(op, p)
+        if callable(op): self.op, self.fn = getattr(op, '__name__', 'custom'), op
+        else: self.op, (self.fn, _) = op, OPERATIONS[op]
+        self.p = int(p)
         r = torch.arange(p, device='cpu')
         a, b = torch.meshgrid(r, r, indexing='ij')
         pairs = torch.stack([a.flatten(), b.flatten()], 1)
@@ -70,6 +82,13 @@ def check_fraction(name: str, value: float):
     "Raise a clear error unless `value` is a fraction in [0, 1]."
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         raise ValueError(f"{name} must be a fraction in [0, 1], got {value!r}")
+
+def check_train_rows(train_frac: float, n: int, member: int | None = None):
+    "Raise a clear error unless `train_frac` of `n` pairs gives at least one training row (the split takes int(α · n) rows)."
+    if int(train_frac * n) >= 1: return
+    low = 1 / n if int(n * (1 / n)) >= 1 else math.nextafter(1 / n, 1)
+    who = '' if member is None else f"member {member}: "
+    raise ValueError(f"{who}train_frac={train_frac!r} gives no training rows of the {n} pairs: use train_frac >= {low:.6g} (1/{n})")
 
 def check_mode(mode: str):
     "Raise a clear error unless `mode` is a known corruption mode."

@@ -15,6 +15,7 @@ import modmem
 from .training import TrainConfig, config_data, atomic_write, default_device
 from .sweep import sweep, SweepResult
 from .manifest import entry, figures_of
+from .provenance import source_hash
 
 # %% auto #0
 __all__ = ['PRESETS', 'check_preset', 'pick', 'git_revision', 'device_label', 'jsonable', 'Experiment']
@@ -81,6 +82,7 @@ class Experiment:
         self.dir.mkdir(parents=True, exist_ok=True); self.cache.mkdir(parents=True, exist_ok=True)
         self.started = self.last = time.perf_counter()
         self.saved, self.trained_s, self.cached_chunks, self.computed_chunks = [], 0.0, 0, 0
+        self.source_hash = source_hash()  # the code this notebook's kernel imported: every figure's provenance
 
     def pick(self, **values): return pick(self.preset, **values)
 
@@ -109,6 +111,7 @@ class Experiment:
         now = time.perf_counter()
         rec = dict(id=id, file=file, title=entry(id).title, notebook=self.notebook, preset=self.preset,
                    config=jsonable(config), note=note, modmem_version=modmem.__version__, git_revision=git_revision(),
+                   source_hash=self.source_hash,
                    device=device_label(self.device), torch=torch.__version__,
                    seconds=round(now - self.last, 2), notebook_seconds=round(now - self.started, 2),
                    created=datetime.now(timezone.utc).isoformat(timespec='seconds'), **(extra or {}))

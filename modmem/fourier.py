@@ -38,7 +38,7 @@ def spectrum(x: torch.Tensor, convention: str = 'rfft') -> torch.Tensor:
     return (torch.fft.rfft(x) if convention == 'rfft' else torch.fft.fft(x)).abs()
 
 def ipr(x: torch.Tensor, r: float = 2, convention: str = 'rfft') -> torch.Tensor:
-    "Inverse participation ratio Σ|x̂|^(2r) / (Σ|x̂|²)^r along the last dimension."
+    "Inverse participation ratio Σ|x̂|²ʳ / (Σ|x̂|²)ʳ of the DFT magnitudes along the last dimension."
     if not r > 0: raise ValueError(f"r must be > 0, got {r}")
     power = spectrum(x, convention) ** 2
     total = power.sum(-1)
@@ -84,7 +84,7 @@ def _dlog_index(p: int, g: int | None, device) -> torch.Tensor:
     return _DLOG_INDEX[key]
 
 def discrete_log(p: int, g: int | None = None, device='cpu') -> torch.Tensor:
-    "log_g(x) for x = 0 … p−1 as a tensor [p] on `device`; −1 at x = 0, which has none."
+    "The discrete logarithm of x = 0 … p−1 to base g as a tensor [p] on `device`; −1 at x = 0, which has none."
     log = torch.full((p,), -1, dtype=torch.long, device=device)
     log[dlog_order(p, g, device)] = torch.arange(p - 1, device=device)
     return log
@@ -114,7 +114,7 @@ def ipr_metric(**kwargs) -> Callable[[EnsembleMLP], torch.Tensor]:
 DOMINANT = ('shared', 'vector', 'w')
 
 def power_spectrum(model: EnsembleMLP | torch.Tensor, index: str = 'raw', g: int | None = None) -> torch.Tensor:
-    "|x̂_j|² of every neuron's u, v, w on the one-sided frequencies: [E, N, 3, n//2 + 1]."
+    "Power (squared DFT magnitude) of every neuron's u, v, w at the one-sided frequencies: [E, N, 3, n//2 + 1]."
     return spectrum(reindex(neuron_vectors(model), index, g)) ** 2
 
 def dominant_frequency(model: EnsembleMLP | torch.Tensor, choice: str = 'shared', index: str = 'raw',
@@ -185,7 +185,7 @@ def plot_ipr_histograms(iprs: dict, bins: int = 20, title: str = ''):
 
 def plot_spectra(model: EnsembleMLP | torch.Tensor, member: int = 0, neurons: Sequence[int] = (0, 1, 2),
                  index: str = 'raw', g: int | None = None):
-    "|x̂_j| of the u, v and w curves of a few neurons, one panel per neuron."
+    "DFT magnitudes of the u, v and w curves of a few neurons, one panel per neuron."
     import matplotlib.pyplot as plt
     X = reindex(neuron_vectors(model)[member], index, g)
     S, I = spectrum(X).cpu(), ipr(X).mean(-1).cpu()  # the final small results go to the CPU for the plot

@@ -8,10 +8,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 import pandas as pd
+from .provenance import source_hash
 
 # %% auto #0
-__all__ = ['MANIFEST', 'STATUS_ORDER', 'Entry', 'manifest_table', 'entry', 'notebooks', 'figures_of', 'select', 'saved',
-           'figure_status', 'status_markdown']
+__all__ = ['MANIFEST', 'STATUS_ORDER', 'FIGURE_STATES', 'Entry', 'manifest_table', 'entry', 'notebooks', 'figures_of', 'select',
+           'saved', 'record_path', 'read_record', 'figure_state', 'figure_status', 'status_markdown']
 
 # %% ../nbs/07_manifest.ipynb #c005
 @dataclass(frozen=True)
@@ -131,7 +132,8 @@ def select(only=None) -> list[str]:
     return list(dict.fromkeys(out))
 
 # %% ../nbs/07_manifest.ipynb #c012
-STATUS_ORDER = ('full', 'quick only', 'smoke only', 'not run', 'not yet')
+STATUS_ORDER = ('full', 'quick only', 'smoke only', 'stale', 'failed', 'interrupted', 'unfinished', 'not run', 'not yet')
+FIGURE_STATES = ('reproduced', 'stale', 'failed', 'interrupted', 'unfinished', 'not run', 'not yet')
 
 def saved(out: str | Path, preset: str, id: str) -> dict | None:
     "The provenance record of figure `id` saved at `preset` under `out`, or None."
@@ -141,18 +143,39 @@ def saved(out: str | Path, preset: str, id: str) -> dict | None:
     data = Path(out) / preset / rec.get('file', '')
     return rec if data.is_file() else None
 
+def record_path(out: str | Path, preset: str, name: str) -> Path: return Path(out) / preset / 'runs' / f'{name}.json'
+
+def read_record(out: str | Path, preset: str, name: str) -> dict | None:
+    "The last run record of notebook `name` at `preset` (written by `modmem reproduce`), or None."
+    f = record_path(out, preset, name)
+    return json.loads(f.read_text()) if f.exists() else None
+
+def figure_state(out: str | Path, preset: str, id: str, current: str | None = None) -> tuple[str, dict | None, dict | None]:
+    "(state, figure record, run record) of figure `id` at `preset`; `current`: today's `source_hash()` (computed if None)."
+    e = entry(id)
+    if e.notebook is None: return 'not yet', None, None
+    fig, run = saved(out, preset, id), read_record(out, preset, e.notebook)
+    status = (run or {}).get('status')
+    if status in ('failed', 'interrupted'): return status, fig, run
+    if status == 'running': return 'unfinished', fig, run
+    if fig is None: return 'not run', None, run
+    if fig.get('source_hash') != (current or source_hash()): return 'stale', fig, run
+    return 'reproduced', fig, run
+
 def figure_status(out: str | Path) -> pd.DataFrame:
-    "The manifest with each figure's status, preset, device and wall time from the outputs under `out`."
-    rows = []
+    "The manifest with each figure's status, preset, device, wall time and source hash from the outputs under `out`."
+    rows, current = [], source_hash()
     for e in MANIFEST:
         row = dict(id=e.id, paper=e.paper, kind=e.kind, title=e.title, notebook=e.notebook, note=e.note,
-                   status='not yet' if e.notebook is None else 'not run', preset=None, file=None, device=None, seconds=None)
-        for preset, status in (('full', 'full'), ('quick', 'quick only'), ('smoke', 'smoke only')):
-            rec = saved(out, preset, e.id) if e.notebook else None
-            if rec:
-                row.update(status=status, preset=preset, file=f"{preset}/{rec['file']}", device=rec.get('device'),
-                           seconds=rec.get('seconds'))
-                break
+                   status='not yet' if e.notebook is None else 'not run', preset=None, file=None, device=None, seconds=None,
+                   source_hash=None)
+        for preset, ok in (('full', 'full'), ('quick', 'quick only'), ('smoke', 'smoke only')):
+            state, rec, run = figure_state(out, preset, e.id, current) if e.notebook else ('not yet', None, None)
+            if state in ('not run', 'not yet'): continue
+            row.update(status=ok if state == 'reproduced' else state, preset=preset)
+            if rec: row.update(file=f"{preset}/{rec['file']}", device=rec.get('device'), seconds=rec.get('seconds'),
+                               source_hash=rec.get('source_hash'))
+            break
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -93,6 +93,7 @@ DROPOUT_LEVELS = 65536  # dropout masks compare 16 random bits per element with 
 
 class EnsembleMLP(nn.Module):
     "E two-layer MLPs f = W·φ(U[:, a] + V[:, b]) (+ μ) with stacked parameters."
+    manual_grads = True  # the trainer may use its hand-written gradients (`slice_grads`) when there is no normalization
     def __init__(self, p: int, width: int = 500, n_members: int = 1, act: str = 'quad', init: str | float = 'paper1',
                  init_scale: float = 1.0, seeds: int | Sequence[int] = 0, dropout: float | Sequence[float] = 0.0,
                  norm: str | None = None, tied: bool = False, out_bias: bool = False, n_out: int | None = None,

@@ -10,14 +10,15 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['PHASES', 'UNDECIDED', 'PHASE_COLORS', 'PHASES_ALL', 'classify_phase', 'phases_from_history', 'add_phases',
-           'plot_phase_diagram', 'plot_phase_rows']
+__all__ = ['PHASES', 'UNDECIDED', 'PHASE_COLORS', 'DIVERGED', 'DIVERGED_COLOR', 'PHASES_ALL', 'classify_phase',
+           'phases_from_history', 'add_phases', 'plot_phase_diagram', 'plot_phase_rows']
 
 # %% ../nbs/05a_phases.ipynb #c005
 PHASES = ('Coexistence', 'Partial Inversion', 'Full Inversion', 'Memorization', 'Forgetting', 'Confusion')
 UNDECIDED = 'Forgetting or Confusion'
 PHASE_COLORS = {'Coexistence': '#1f77b4', 'Partial Inversion': '#17becf', 'Full Inversion': '#2ca02c',
                 'Memorization': '#d62728', 'Forgetting': '#9467bd', 'Confusion': '#7f7f7f', UNDECIDED: '#c7c7c7'}
+DIVERGED, DIVERGED_COLOR = 'Diverged', '#000000'  # not one of paper 1's phases: a run whose loss or weights became NaN or infinite
 
 def _fractions(name, x):
     a = np.asarray(x, dtype=float)
@@ -25,38 +26,48 @@ def _fractions(name, x):
     if (a < 0).any() or (a > 1).any(): raise ValueError(f"{name} must be fractions in [0, 1] (not percentages), got max {a.max():g}")
     return a
 
-def classify_phase(train_acc, test_acc, noise, peak_test_acc=None, threshold: float = 0.9, offset: float = 1.05) -> np.ndarray:
-    "Paper 1's phase of each network from its final train and test accuracy, noise ξ and (optional) peak test accuracy."
-    tr, te = _fractions('train_acc', train_acc), _fractions('test_acc', test_acc)
+def classify_phase(train_acc, test_acc, noise, peak_test_acc=None, threshold: float = 0.9, offset: float = 1.05,
+                   diverged=None) -> np.ndarray:
+    "Paper 1's phase of each network from its final train and test accuracy, noise ξ and (optional) peak test accuracy; 'Diverged' where `diverged`."
+    div = None if diverged is None else np.asarray(diverged, dtype=bool)
+    ok = lambda x: x if div is None else np.where(div, 0.0, np.asarray(x, dtype=float))  # a diverged run's NaN accuracies are not used
+    tr, te = _fractions('train_acc', ok(train_acc)), _fractions('test_acc', ok(test_acc))
     xi = np.broadcast_to(_fractions('noise', noise), tr.shape)
     line = np.round(offset - xi, 9)  # 1.05 - 0.15 is 0.9 exactly, not 0.8999999999999999
-    peak = None if peak_test_acc is None else _fractions('peak_test_acc', peak_test_acc)
+    peak = None if peak_test_acc is None else _fractions('peak_test_acc', np.nan_to_num(ok(peak_test_acc), nan=0.0) if div is not None else peak_test_acc)
     gen, fit = te >= threshold, tr >= threshold
     low = UNDECIDED if peak is None else np.where(peak >= threshold, 'Forgetting', 'Confusion')
     out = np.select([gen & fit, gen & (tr >= line), gen, fit],
                     ['Coexistence', 'Partial Inversion', 'Full Inversion', 'Memorization'], default='')
     out = np.where(out == '', low, out).astype(object)
+    if div is not None: out = np.where(np.broadcast_to(div, out.shape), DIVERGED, out).astype(object)
     return out if out.ndim else out.item()
 
 # %% ../nbs/05a_phases.ipynb #c010
 def phases_from_history(history: pd.DataFrame, noise, by: str = 'member', **kw) -> pd.DataFrame:
     "Final and peak accuracies and the phase of every member (or run: `by`) of a tidy history."
-    h = history[history.metric.isin(['train_acc', 'test_acc'])]
+    h = history[history.metric.isin(['train_acc', 'test_acc', 'train_loss'])]
     w = h.pivot_table(index=[by, 'step'], columns='metric', values='value', dropna=False).reset_index().sort_values([by, 'step'])
     g = w.groupby(by)
     out = pd.DataFrame(dict(train_acc=g.train_acc.last(), test_acc=g.test_acc.last(), peak_test_acc=g.test_acc.max()))
+    bad = w.train_acc.isna() | (~np.isfinite(w.train_loss) if 'train_loss' in w else False)  # NaN accuracy or loss: diverged
+    out['diverged'] = bad.groupby(w[by]).any().reindex(out.index).values
     xi = noise.reindex(out.index).values if isinstance(noise, pd.Series) else noise
     out['noise'] = xi
-    out['phase'] = classify_phase(out.train_acc, out.test_acc, xi, out.peak_test_acc, **kw)
+    out['phase'] = classify_phase(out.train_acc, out.test_acc, xi, out.peak_test_acc, diverged=out.diverged, **kw)
     return out
 
 def add_phases(results, **kw) -> pd.DataFrame:
     "A copy of a results table (or a TrainResult's results, with peaks from its history) with a `phase` column."
     if hasattr(results, 'history') and hasattr(results, 'members') and hasattr(results, 'results'):
         ph = phases_from_history(results.history, results.members.noise.reset_index(drop=True), **kw)
+        if 'diverged' in results.results:  # diverged at the end (weights) though every logged loss was finite
+            div = ph.diverged.values | results.results.diverged.values.astype(bool)
+            ph['phase'] = np.where(div, DIVERGED, ph.phase.values)
         return results.results.assign(peak_test_acc=ph.peak_test_acc.values, phase=ph.phase.values)
     t = results.copy()
-    t['phase'] = classify_phase(t.train_acc, t.test_acc, t.noise, t.peak_test_acc if 'peak_test_acc' in t else None, **kw)
+    t['phase'] = classify_phase(t.train_acc, t.test_acc, t.noise, t.peak_test_acc if 'peak_test_acc' in t else None,
+                                diverged=t.diverged if 'diverged' in t else None, **kw)
     return t
 
 # %% ../nbs/05a_phases.ipynb #c018
@@ -83,11 +94,12 @@ def _agg(s):
     if not pd.api.types.is_numeric_dtype(s): return PHASES_ALL.index(s.mode().iloc[0])
     return s.mean()
 
-PHASES_ALL = PHASES + (UNDECIDED,)
+PHASES_ALL = PHASES + (UNDECIDED, DIVERGED)
+_COLORS = {**PHASE_COLORS, DIVERGED: DIVERGED_COLOR}
 
 def _phase_mesh(ax, t, x, y):
     from matplotlib.colors import ListedColormap, BoundaryNorm
-    cmap = ListedColormap([PHASE_COLORS[p] for p in PHASES_ALL])
+    cmap = ListedColormap([_COLORS[p] for p in PHASES_ALL])
     norm = BoundaryNorm(np.arange(len(PHASES_ALL) + 1) - 0.5, len(PHASES_ALL))
     ex, ey, g = _cells(t, x, y, 'phase')
     ax.pcolormesh(ex, ey, np.ma.masked_invalid(g), cmap=cmap, norm=norm, edgecolors='white', linewidth=0.3)
@@ -97,7 +109,7 @@ _AXIS = {'train_frac': 'train fraction α', 'noise': 'corruption fraction ξ'}
 
 def _legend(fig, present):
     from matplotlib.patches import Patch
-    fig.legend(handles=[Patch(color=PHASE_COLORS[p], label=p) for p in PHASES_ALL if p in present],
+    fig.legend(handles=[Patch(color=_COLORS[p], label=p) for p in PHASES_ALL if p in present],
                loc='lower center', ncol=len(present), fontsize=8, frameon=False)
 
 def plot_phase_diagram(results: pd.DataFrame, panel: str | None = 'weight_decay', x: str = 'train_frac', y: str = 'noise',

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07b_reproduce.ipynb #c002
 from __future__ import annotations
-import hashlib, html, importlib.util, json, linecache, math, os, queue, subprocess, sys, time, traceback, warnings
+import hashlib, html, importlib.util, json, linecache, math, os, queue, re, signal, subprocess, sys, threading, time, traceback, warnings
 import concurrent.futures as cf
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,21 +12,24 @@ import pandas as pd
 import torch
 import modmem
 from .training import atomic_write
-from .manifest import MANIFEST, notebooks, figures_of, select, saved
+from .manifest import MANIFEST, notebooks, figures_of, select, saved, record_path, read_record, figure_state
+from .provenance import source_hash
 from .experiments import check_preset, device_label
 
 # %% auto #0
-__all__ = ['RUN_ORDER', 'RUNNERS', 'experiments_dir', 'run_order', 'package_fingerprint', 'notebook_fingerprint', 'NotebookError',
-           'notebook_cells', 'run_plain', 'record_path', 'read_record', 'is_current', 'run_notebook', 'index_table',
-           'write_index', 'visible_gpus', 'job_slots', 'reproduce']
+__all__ = ['RUN_ORDER', 'RUNNERS', 'STOP_GRACE', 'EXECUTORS', 'DEVICES', 'PROGRESS_EVERY', 'experiments_dir', 'run_order',
+           'package_fingerprint', 'notebook_fingerprint', 'NotebookError', 'notebook_cells', 'run_plain', 'is_current',
+           'previous_seconds', 'notebook_problem', 'process_tree', 'stop_process', 'run_notebook', 'metric_summary',
+           'index_table', 'write_index', 'visible_gpus', 'job_slots', 'check_settings', 'reproduce']
 
 # %% ../nbs/07b_reproduce.ipynb #c005
 RUN_ORDER = ('p1_curves', 'p1_phase_diagrams', 'p1_ipr', 'p1_appendix_diagrams', 'p1_pruning', 'p2_filtration',
              'p2_scaling', 'p2_partition', 'p2_dynamics')
 
 def experiments_dir(experiments: str | Path | None = None) -> Path:
-    "The folder of experiment notebooks: `experiments`, else ./experiments, else the one beside modmem's source."
-    for d in ([Path(experiments)] if experiments else [Path.cwd() / 'experiments', Path(modmem.__file__).parents[1] / 'experiments']):
+    "The folder of experiment notebooks: `experiments`, else ./experiments, else the one beside modmem's source (a checkout), else the copy installed with modmem."
+    for d in ([Path(experiments)] if experiments else [Path.cwd() / 'experiments', Path(modmem.__file__).parents[1] / 'experiments',
+                                                         Path(modmem.__file__).parent / 'notebooks']):
         if d.is_dir(): return d
     raise FileNotFoundError(f"no experiments folder at {experiments or './experiments'}: pass --experiments DIR "
                             "(the repository's experiments/ holds the notebooks)")
@@ -42,9 +45,8 @@ def _hash(*parts) -> str:
     return h.hexdigest()[:16]
 
 def package_fingerprint() -> str:
-    "A hash of modmem's source files: a library change makes every experiment stale."
-    root = Path(modmem.__file__).parent
-    return _hash(*[f.name.encode() + f.read_bytes() for f in sorted(root.glob('*.py'))])
+    "modmem's `source_hash` (its code tokens): a change to the library's code makes every experiment stale, a comment does not."
+    return source_hash()
 
 def notebook_fingerprint(path: str | Path, parameters: dict) -> str:
     "A hash of the notebook's code cells, the parameters that change its results (preset, device), and modmem's source."
@@ -107,13 +109,6 @@ except Exception as e:
 """
 
 # %% ../nbs/07b_reproduce.ipynb #c007
-def record_path(out: str | Path, preset: str, name: str) -> Path: return Path(out) / preset / 'runs' / f'{name}.json'
-
-def read_record(out: str | Path, preset: str, name: str) -> dict | None:
-    "The last run record of notebook `name` at `preset`, or None."
-    f = record_path(out, preset, name)
-    return json.loads(f.read_text()) if f.exists() else None
-
 def is_current(out: str | Path, preset: str, name: str, fingerprint: str) -> bool:
     "Whether notebook `name` finished with this fingerprint and all its figures are on disk."
     rec = read_record(out, preset, name)
@@ -123,6 +118,22 @@ def is_current(out: str | Path, preset: str, name: str, fingerprint: str) -> boo
 def _write_record(out, preset, name, rec):
     f = record_path(out, preset, name); f.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(f, lambda t: Path(t).write_text(json.dumps(rec, indent=1)))
+
+def previous_seconds(rec: dict | None) -> float | None:
+    "Wall seconds of the last run of a notebook that finished (from its run record), or None: the estimate of the next."
+    if not rec: return None
+    return rec.get('seconds') if rec.get('status') == 'ok' and rec.get('seconds') else rec.get('last_ok_seconds')
+
+def notebook_problem(path: str | Path) -> str | None:
+    "Why `path` cannot be run as a notebook (unreadable, truncated or invalid JSON, no list of cells), named by file; None if it can."
+    name = Path(path).name
+    try: nb = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError) as e: return f"{name} cannot be read: {e}"
+    except ValueError as e: return f"{name} is not valid notebook JSON (truncated or edited by hand?): {e}"
+    if not isinstance(nb, dict) or not isinstance(nb.get('cells'), list): return f"{name} is not a notebook: it has no list of cells"
+    bad = [i for i, c in enumerate(nb['cells']) if not isinstance(c, dict) or 'cell_type' not in c or 'source' not in c]
+    if bad: return f"{name} is not a valid notebook: cell(s) {bad[:5]} have no cell_type or source"
+    return None
 
 def _error_of(nb_path: Path, log: str) -> str:
     "The exception a papermill output notebook (or the plain runner's last line) recorded, else the tail of the log."
@@ -136,19 +147,107 @@ def _error_of(nb_path: Path, log: str) -> str:
         if l.startswith('modmem-plain-error: '): return l[len('modmem-plain-error: '):][:2000]
     return '\n'.join(lines[-5:])[:2000] or 'failed without output'
 
-def _stop(proc):
-    "Stop a notebook's process (a papermill kernel exits with it)."
-    proc.terminate()
-    try: proc.wait(10)
-    except subprocess.TimeoutExpired: proc.kill(); proc.wait()
-
 RUNNERS = ('papermill', 'plain')
+STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when a notebook's processes are stopped
+# Linux: a small supervisor between reproduce and the notebook's process. It dies with reproduce (PR_SET_PDEATHSIG), even
+# when reproduce is SIGKILLed, and is the subreaper of all below it, so orphans (pool workers of a dead kernel) stay its own:
+# when reproduce goes, or the notebook ends, it stops whatever is left below it.
+_SUPERVISOR = r"""import ctypes, os, signal, subprocess, sys, time
+libc = ctypes.CDLL(None)
+libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: SIGTERM when reproduce dies
+libc.prctl(36, 1)              # PR_SET_CHILD_SUBREAPER: orphans below come to this process
+if os.getppid() != int(sys.argv[1]): sys.exit(70)  # reproduce is already gone
+def below():
+    kids = {}
+    for d in os.listdir('/proc'):
+        if d.isdigit():
+            try: state, ppid = open(f'/proc/{d}/stat').read().rsplit(')', 1)[1].split()[:2]
+            except (OSError, ValueError): continue
+            if state != 'Z': kids.setdefault(int(ppid), []).append(int(d))
+    tree = [os.getpid()]
+    for p in tree: tree += kids.get(p, [])
+    return tree[1:]
+def stop_below(grace=float(sys.argv[2])):
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for p in below():
+            try: os.kill(p, sig)
+            except OSError: pass
+        end = time.monotonic() + grace
+        while time.monotonic() < end:
+            try:
+                while os.waitpid(-1, os.WNOHANG)[0]: pass
+            except ChildProcessError: pass
+            if not below(): return
+            time.sleep(0.05)
+def on_term(signum, frame): stop_below(); os._exit(128 + signum)
+signal.signal(signal.SIGTERM, on_term); signal.signal(signal.SIGINT, signal.SIG_IGN)
+child = subprocess.Popen(sys.argv[3:])
+rc = child.wait()
+stop_below(1.0)  # strays the notebook left behind
+sys.exit(rc if rc >= 0 else 128 - rc)
+"""
+
+def _children() -> dict:
+    "Parent pid → its child pids, for every process on this machine (from /proc, else from `ps`)."
+    kids = {}
+    if os.path.isdir('/proc'):
+        for d in os.listdir('/proc'):
+            if not d.isdigit(): continue
+            try: ppid = int(Path(f'/proc/{d}/stat').read_text().rsplit(')', 1)[1].split()[1])
+            except (OSError, ValueError, IndexError): continue
+            kids.setdefault(ppid, []).append(int(d))
+        return kids
+    try: ps = subprocess.run(['ps', '-A', '-o', 'pid=', '-o', 'ppid='], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError): return kids
+    for line in ps.splitlines():
+        pid, ppid = map(int, line.split()); kids.setdefault(ppid, []).append(pid)
+    return kids
+
+def process_tree(pid: int) -> list[int]:
+    "`pid` and every process below it (a papermill's kernel, a sweep's pool workers), parents first."
+    kids, tree = _children(), [pid]
+    for p in tree: tree += [c for c in kids.get(p, []) if c not in tree]
+    return tree
+
+def _alive(pid: int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    try: return Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0] != 'Z'  # a zombie has ended
+    except (OSError, IndexError): return not os.path.isdir('/proc')
+
+def _signal_all(pids, sig):
+    "Send `sig` to each of `pids` and to their process groups (never to this process's own group)."
+    groups = set()
+    for p in pids:
+        try: groups.add(os.getpgid(p))
+        except OSError: pass
+    for g in groups - {os.getpgrp()}:
+        try: os.killpg(g, sig)
+        except OSError: pass
+    for p in pids:
+        try: os.kill(p, sig)
+        except OSError: pass
+
+def stop_process(proc: subprocess.Popen, grace: float = STOP_GRACE) -> None:
+    "End `proc` and all it started — its process group, kernel, pool workers: SIGTERM, then SIGKILL after `grace` seconds."
+    if os.name != 'posix': proc.kill(); proc.wait(); return
+    pids = process_tree(proc.pid)
+    _signal_all(pids, signal.SIGTERM)
+    end = time.monotonic() + grace
+    while time.monotonic() < end:
+        proc.poll()
+        if not any(_alive(p) for p in pids): break
+        time.sleep(0.05)
+    left = [p for p in pids if _alive(p)]
+    if left: _signal_all(list(dict.fromkeys(q for p in left for q in process_tree(p))), signal.SIGKILL)
+    proc.wait()
 
 def run_notebook(name: str, preset: str = 'quick', out: str | Path = 'figures', experiments: str | Path | None = None,
                  executor: str | None = None, device: str | None = None, threads: int | None = None,
                  timeout: float | None = None, runner: str = 'papermill', gpu: str | None = None,
-                 cache: str | Path | None = None) -> dict:
-    "Run experiment notebook `name` in its own process (papermill, or `run_plain`), on GPU `gpu` if given; return (and save) its run record."
+                 cache: str | Path | None = None, stop: threading.Event | None = None) -> dict:
+    "Run experiment notebook `name` in its own process group (papermill, or `run_plain`), on GPU `gpu` if given; return (and save) its run record. Setting `stop` ends it as 'interrupted'."
     if runner not in RUNNERS: raise ValueError(f"unknown runner {runner!r}: use one of {RUNNERS}")
     src = experiments_dir(experiments) / f'{name}.ipynb'
     if not src.exists(): raise FileNotFoundError(f"no experiment notebook {src}")
@@ -157,14 +256,19 @@ def run_notebook(name: str, preset: str = 'quick', out: str | Path = 'figures', 
     child_device = 'cuda' if gpu is not None and device is not None else device
     params = dict(preset=preset, out=str(out), executor=executor, device=child_device)
     if cache is not None: params['cache'] = str(Path(cache).resolve())
-    fp = notebook_fingerprint(src, dict(preset=preset, device=device))
-    dst = out / preset / 'notebooks' / f'{name}.ipynb'
-    if runner == 'papermill': dst.parent.mkdir(parents=True, exist_ok=True)
-    log_path = out / preset / 'logs' / f'{name}.log'; log_path.parent.mkdir(parents=True, exist_ok=True)
+    last_ok = previous_seconds(read_record(out, preset, name))
     started = datetime.now(timezone.utc).isoformat(timespec='seconds')
-    rec = dict(notebook=name, preset=preset, status='running', error=None, started=started, seconds=None,
-               fingerprint=fp, parameters=params, figures=figures_of(name), runner=runner, gpu=gpu,
+    log_path = out / preset / 'logs' / f'{name}.log'; log_path.parent.mkdir(parents=True, exist_ok=True)
+    dst = out / preset / 'notebooks' / f'{name}.ipynb'
+    rec = dict(notebook=name, preset=preset, status='running', error=None, started=started, seconds=None, fingerprint=None,
+               parameters=params, figures=figures_of(name), runner=runner, gpu=gpu, last_ok_seconds=last_ok,
                output=str((dst if runner == 'papermill' else log_path).relative_to(out)))
+    problem = notebook_problem(src)
+    if problem:  # this notebook fails alone, before it starts
+        rec.update(status='failed', error=problem, seconds=0.0, finished=started)
+        _write_record(out, preset, name, rec); return rec
+    rec['fingerprint'] = notebook_fingerprint(src, dict(preset=preset, device=device))
+    if runner == 'papermill': dst.parent.mkdir(parents=True, exist_ok=True)
     _write_record(out, preset, name, rec)
     env = dict(os.environ, MPLBACKEND='Agg', PYTHONUNBUFFERED='1')
     if threads: env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
@@ -173,79 +277,130 @@ def run_notebook(name: str, preset: str = 'quick', out: str | Path = 'figures', 
         cmd = [sys.executable, '-m', 'papermill', str(src), str(dst), '-y', json.dumps(params), '--cwd', str(src.parent),
                '-k', 'python3', '--no-progress-bar', '--log-output']
     else: cmd = [sys.executable, '-c', _PLAIN_CHILD, str(src), json.dumps(params), str(src.parent)]
-    t0 = time.perf_counter()
+    if sys.platform.startswith('linux'): cmd = [sys.executable, '-c', _SUPERVISOR, str(os.getpid()), str(STOP_GRACE), *cmd]
+    # its own process group: a Ctrl-C in the terminal reaches reproduce alone, which stops the notebook in order
+    group = dict(process_group=0) if os.name == 'posix' else {}
+    t0, end = time.perf_counter(), None if timeout is None else time.monotonic() + timeout
     with open(log_path, 'w') as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        try: rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired: _stop(proc); rc = 'timeout'
-        except BaseException: _stop(proc); raise
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, **group)
+        rc = None
+        try:
+            while rc is None:
+                try: rc = proc.wait(timeout=0.2)
+                except subprocess.TimeoutExpired:
+                    if stop is not None and stop.is_set(): stop_process(proc); rc = 'interrupted'
+                    elif end is not None and time.monotonic() > end: stop_process(proc); rc = 'timeout'
+        except BaseException: stop_process(proc); raise
+    if rc not in (0, 'timeout') and stop is not None and stop.is_set(): rc = 'interrupted'  # died of the same signal
     seconds = round(time.perf_counter() - t0, 1)
     missing = [i for i in figures_of(name) if not saved(out, preset, i)]
-    if rc == 0 and not missing: status, error = 'ok', None
+    if rc == 'interrupted':
+        status, error = 'interrupted', f"{getattr(stop, 'reason', None) or 'stop requested'} after {seconds} s"
+    elif rc == 0 and not missing: status, error = 'ok', None
     elif rc == 0: status, error = 'failed', f"finished without saving {missing}"
     elif rc == 'timeout': status, error = 'failed', f"timed out after {timeout} s"
     else: status, error = 'failed', _error_of(dst if runner == 'papermill' else log_path, log_path.read_text(errors='replace'))
-    rec.update(status=status, error=error, seconds=seconds, finished=datetime.now(timezone.utc).isoformat(timespec='seconds'))
+    rec.update(status=status, error=error, seconds=seconds, finished=datetime.now(timezone.utc).isoformat(timespec='seconds'),
+               last_ok_seconds=seconds if status == 'ok' else last_ok)
     _write_record(out, preset, name, rec)
     return rec
 
 # %% ../nbs/07b_reproduce.ipynb #c009
+def _is_pct(k: str) -> bool:
+    "Whether a metric's name says it is a fraction (accuracy, share): shown in %."
+    return re.search(r'(^|[_ ])(acc|accuracy|share|shares|frac|fraction)([_ ]|$)', k.lower()) is not None
+
+def _named(path: list[str], v) -> tuple[str, str]:
+    "A metric's readable name and its value with a unit where the names tell it (accuracies and shares in %, seconds in s)."
+    leaf, clean = path[-1], lambda k: k.replace('_', ' ').strip()
+    try: float(leaf); label = len(path) > 1   # a leaf like '0.3' labels its parent's quantity
+    except ValueError: label = False
+    name = (clean(' / '.join(path[:-1])) + f" ({leaf})") if label else (
+        clean(leaf) + (f" ({' / '.join(path[:-1])})" if len(path) > 1 else ''))
+    if '(%)' in leaf: return name.replace(' (%)', '').replace('(%)', ''), f"{v:.1f} %"
+    if any(_is_pct(k) for k in path) and 0 <= v <= 1: return name, f"{100 * v:.1f} %"
+    if leaf.lower().endswith(('seconds', '_s')): return name.replace(' seconds', '', 1), f"{v:.3g} s"
+    return name, str(v) if isinstance(v, int) else f"{v:.3g}"
+
+_INDEX_KEYS = ('run', 'member', 'seed', 'index', 'n_members')
+
+def metric_summary(metrics, n: int = 5) -> list[tuple[str, str]]:
+    "Up to `n` (name, value) pairs of a provenance's `metrics`: its numbers, one from each top-level entry in turn, rounded, with units."
+    if not isinstance(metrics, dict): return []
+    def leaves(v, path):
+        if isinstance(v, dict):
+            for k, x in v.items(): yield from leaves(x, path + [str(k)])
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and path[-1] not in _INDEX_KEYS:
+            yield path, v
+    queues = [list(leaves(v, [str(k)])) for k, v in metrics.items()]
+    picked = []
+    while len(picked) < n and any(queues):
+        for q in queues:
+            if q and len(picked) < n: picked.append(q.pop(0))
+    return [_named(path, v) for path, v in picked]
+
 def index_table(out: str | Path, preset: str) -> pd.DataFrame:
-    "One row per manifest entry: status at `preset`, notebook status, device, wall times, error, file."
-    rows = []
+    "One row per manifest entry: its state at `preset` (`figure_state`), device, wall times, error, file, record, short summary."
+    rows, current = [], source_hash()
     for e in MANIFEST:
-        rec = read_record(out, preset, e.notebook) if e.notebook else None
-        fig = saved(out, preset, e.id) if e.notebook else None
-        if e.notebook is None: status = 'not yet'
-        elif rec and rec['status'] == 'failed': status = 'failed'
-        elif rec and rec['status'] == 'running': status = 'unfinished'
-        elif fig: status = 'ok'
-        else: status = 'not run'
+        status, fig, rec = figure_state(out, preset, e.id, current)
         rows.append(dict(id=e.id, title=e.title, notebook=e.notebook, status=status, preset=preset,
                          device=fig.get('device') if fig else None, figure_seconds=fig.get('seconds') if fig else None,
                          notebook_seconds=rec.get('seconds') if rec else None, file=fig['file'] if fig else None,
-                         metrics=fig.get('metrics') if fig else None,
-                         error=rec.get('error') if rec and status == 'failed' else None, note=e.note))
+                         record=f'{e.id}.json' if fig else None, source_hash=fig.get('source_hash') if fig else None,
+                         metrics=fig.get('metrics') if fig else None, summary=metric_summary(fig.get('metrics')) if fig else [],
+                         error=rec.get('error') if rec and status in ('failed', 'interrupted') else None, note=e.note))
     return pd.DataFrame(rows)
 
 def _cell(v): return '' if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
 
-def _metrics_text(m, n=6):
-    if not isinstance(m, dict) or not m: return ''
-    items = list(m.items())
-    return '; '.join(f"{k}={v}" for k, v in items[:n]) + (' …' if len(items) > n else '')
+def _status_text(r, current) -> str:
+    "The status as the index says it: the error's first line when failed, what made it when stale."
+    if r.status in ('failed', 'interrupted') and r.error: return f"{r.status}: {_cell(r.error).splitlines()[0]}"
+    if r.status == 'stale':
+        return f"stale: made by source {r.source_hash}, now {current}" if r.source_hash else "stale: made before source hashes were recorded"
+    return r.status
 
 def write_index(out: str | Path, preset: str) -> tuple[Path, Path]:
     "Write `index.md` and `index.html` of every figure at `preset` under `{out}/{preset}/`; return both paths."
-    t, d = index_table(out, preset), Path(out) / preset
+    t, d, current = index_table(out, preset), Path(out) / preset, source_hash()
     d.mkdir(parents=True, exist_ok=True)
     counts = t.status.value_counts().to_dict()
     head = (f"# modmem figures — preset `{preset}`\n\n" f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by "
-            f"`modmem reproduce` (modmem {modmem.__version__}). Status counts: "
-            + ', '.join(f"{k} {v}" for k, v in counts.items()) + ".\n\n")
-    t['file'] = [_cell(v) for v in t.file]; t['error'] = [_cell(v) for v in t.error]
-    md = [head, '| id | figure | notebook | status | device | notebook s | figure s | measured |\n|---|---|---|---|---|---|---|---|\n']
+            f"`modmem reproduce` (modmem {modmem.__version__}, source hash {current}). Status counts: "
+            + ', '.join(f"{k} {v}" for k, v in counts.items()) + ".\n\n"
+            "**reproduced**: made by today's code; **stale**: made by other code, re-run it; **failed** / **interrupted**: "
+            "the notebook's last run did not finish, so a figure on disk is an older one. Each record links its full JSON.\n\n")
+    for c in ('file', 'record', 'error', 'source_hash'): t[c] = [_cell(v) for v in t[c]]
+    md_esc = lambda s: _cell(s).replace('|', '&#124;')
+    md = [head, '| id | figure | notebook | status | device | notebook s | figure s | measured | record |\n'
+                '|---|---|---|---|---|---|---|---|---|\n']
     for r in t.itertuples():
-        status = r.status if r.status != 'failed' else f"failed: {_cell(r.error).splitlines()[0] if r.error else ''}"
-        md.append(f"| {r.id} | {r.title.replace('|', '&#124;')} | {_cell(r.notebook)} | {status.replace('|', '&#124;')} | {_cell(r.device)} | {_cell(r.notebook_seconds)} "
-                  f"| {_cell(r.figure_seconds)} | {_metrics_text(r.metrics).replace('|', '/')} |\n")
+        summary = '; '.join(f"{k} {v}" for k, v in r.summary)
+        md.append(f"| {r.id} | {md_esc(r.title)} | {_cell(r.notebook)} | {md_esc(_status_text(r, current))} | {md_esc(r.device)} "
+                  f"| {_cell(r.notebook_seconds)} | {_cell(r.figure_seconds)} | {md_esc(summary)} | "
+                  + (f"[json]({r.record})" if r.record else '') + " |\n")
     md.append('\n')
     for r in t.itertuples():
         if r.file and r.file.endswith('.png'): md.append(f"## {r.id}: {r.title}\n\n![{r.id}]({r.file})\n\n")
         elif r.file: md.append(f"## {r.id}: {r.title}\n\nTable: [{r.file}]({r.file})\n\n")
     esc = html.escape
     rows = ''.join(
-        f"<tr class='{esc(r.status.split(':')[0].replace(' ', '-'))}'><td>{esc(r.id)}</td><td>{esc(r.title)}</td>"
-        f"<td>{esc(_cell(r.notebook))}</td><td>{esc(r.status)}{'<pre>' + esc(r.error) + '</pre>' if r.error else ''}</td>"
-        f"<td>{esc(_cell(r.device))}</td><td>{esc(_cell(r.notebook_seconds))}</td><td>{esc(_cell(r.figure_seconds))}</td>"
-        f"<td>{esc(_metrics_text(r.metrics))}</td><td>"
+        f"<tr class='{esc(r.status.replace(' ', '-'))}'><td>{esc(r.id)}</td><td>{esc(r.title)}</td>"
+        f"<td>{esc(_cell(r.notebook))}</td><td>{esc(_status_text(r, current))}"
+        + (f"<pre>{esc(r.error)}</pre>" if r.error and '\n' in r.error else '') + "</td>"
+        f"<td>{esc(_cell(r.device))}</td><td>{esc(_cell(r.notebook_seconds))}</td><td>{esc(_cell(r.figure_seconds))}</td><td>"
+        + ('<br>'.join(f"{esc(k)}: <b>{esc(v)}</b>" for k, v in r.summary))
+        + (f"<br><a href='{esc(r.record)}'>full record (JSON)</a>" if r.record else '') + "</td><td>"
         + (f"<a href='{esc(r.file)}'><img src='{esc(r.file)}' width='360'></a>" if r.file and r.file.endswith('.png')
            else (f"<a href='{esc(r.file)}'>{esc(r.file)}</a>" if r.file else esc(r.note)))
         + "</td></tr>\n" for r in t.itertuples())
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>modmem figures ({esc(preset)})</title><style>"
             "body{font-family:sans-serif;margin:2em} td{vertical-align:top;padding:4px;border-bottom:1px solid #ddd}"
-            " .failed{background:#fdd} .not-yet,.not-run{color:#888} pre{white-space:pre-wrap;max-width:30em}</style></head><body>"
-            f"<h1>modmem figures — preset {esc(preset)}</h1><p>{esc(head.splitlines()[2])}</p><table>"
+            " .failed,.interrupted,.unfinished{background:#fdd} .stale{background:#ffe9c4} .not-yet,.not-run{color:#888}"
+            " pre{white-space:pre-wrap;max-width:30em}</style></head><body>"
+            f"<h1>modmem figures — preset {esc(preset)}</h1>"
+            + ''.join(f"<p>{esc(p.replace('**', '').replace('`', ''))}</p>" for p in head.split('\n\n')[1:3]) + "<table>"
             "<tr><th>id</th><th>figure</th><th>notebook</th><th>status</th><th>device</th><th>notebook s</th>"
             f"<th>figure s</th><th>measured</th><th></th></tr>\n{rows}</table></body></html>\n")
     md_path, html_path = d / 'index.md', d / 'index.html'
@@ -284,6 +439,30 @@ def job_slots(device: str | None, jobs: int | None, n_notebooks: int, gpus: int 
     return jobs, [gpus[i % len(gpus)] for i in range(jobs)], warning
 
 # %% ../nbs/07b_reproduce.ipynb #c011
+EXECUTORS = "None (in the notebook's own process), 'processes' (a local process pool) or a Dask scheduler address 'tcp://host:port'"
+DEVICES = "cpu, cuda, cuda:k or mps (or None: CUDA when present)"
+
+def check_settings(executor: str | None = None, device: str | None = None, timeout: float | None = None,
+                   gpus: int | list | None = None) -> None:
+    "Raise a ValueError that names the setting and its allowed values when `executor`, `device` or `timeout` cannot work here."
+    if executor is not None and not (executor == 'processes' or (isinstance(executor, str) and ':' in executor)):
+        raise ValueError(f"executor {executor!r} is not allowed: use {EXECUTORS}")
+    if device is not None:
+        try: dev = torch.device(device)
+        except (RuntimeError, TypeError): dev = None
+        if dev is None or dev.type not in ('cpu', 'cuda', 'mps'): raise ValueError(f"device {device!r} is not allowed: use {DEVICES}")
+        if dev.type == 'cuda' and gpus is None and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: this torch ({torch.__version__}) has no CUDA on this machine: use device cpu, or None")
+        if dev.type == 'mps' and not (hasattr(torch.backends, 'mps') and torch.backends.mps.is_available()):
+            raise ValueError(f"device {device!r}: MPS is not available on this machine: use device cpu, or None")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0):
+        raise ValueError(f"timeout {timeout!r} is not allowed: use a number of seconds > 0 per notebook, or None (no limit)")
+
+PROGRESS_EVERY = 60.0  # seconds between 'still running' lines when nothing else was printed
+
+def _clock(s: float) -> str:
+    s = int(round(s)); return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
 def reproduce(preset: str = 'quick', only=None, out: str | Path = 'figures', experiments: str | Path | None = None,
               executor: str | None = None, device: str | None = None, jobs: int | None = None, force: bool = False,
               timeout: float | None = None, progress: bool = True, runner: str = 'papermill',
@@ -291,8 +470,9 @@ def reproduce(preset: str = 'quick', only=None, out: str | Path = 'figures', exp
     "Run the experiment notebooks for `only` (figure ids, notebooks or 'p1'/'p2'; default all) at `preset`; write the index."
     check_preset(preset)
     if runner not in RUNNERS: raise ValueError(f"unknown runner {runner!r}: use one of {RUNNERS}")
+    check_settings(executor, device, timeout, gpus)
     need = [m for m in ('papermill', 'ipykernel') if importlib.util.find_spec(m) is None] if runner == 'papermill' else []
-    if need: raise ModuleNotFoundError(f"modmem reproduce needs {' and '.join(need)}: pip install 'modmem[dev]' "
+    if need: raise ModuleNotFoundError(f"modmem reproduce needs {' and '.join(need)}: pip install 'modmem[reproduce]' "
                                        f"(or pip install {' '.join(need)}), or run without them: --plain")
     names = run_order(select(only))
     exp = experiments_dir(experiments)
@@ -304,28 +484,80 @@ def reproduce(preset: str = 'quick', only=None, out: str | Path = 'figures', exp
     out = Path(out).resolve()
     records, todo = {}, []
     for n in names:
-        if not force and is_current(out, preset, n, notebook_fingerprint(exp / f'{n}.ipynb', dict(preset=preset, device=device))):
+        src = exp / f'{n}.ipynb'
+        if not force and not notebook_problem(src) and is_current(out, preset, n, notebook_fingerprint(src, dict(preset=preset, device=device))):
             records[n] = dict(read_record(out, preset, n), status='current')
         else: todo.append(n)
-    say = print if progress else (lambda *a, **k: None)
+    est = {n: previous_seconds(read_record(out, preset, n)) for n in todo}  # from the last run's records
+    lock, t0, last_say = threading.Lock(), time.perf_counter(), [time.perf_counter()]
+    def say(msg, file=None):
+        if not progress: return
+        with lock: print(f"[{_clock(time.perf_counter() - t0)}] {msg}", file=file or sys.stdout, flush=True); last_say[0] = time.perf_counter()
     on = f" on GPU(s) {','.join(sorted(set(slots), key=slots.index))}" if slots[0] is not None else ''
+    known = [est[n] for n in todo if est[n]]
     say(f"modmem reproduce --preset {preset}: {len(todo)} to run, {len(records)} current, {jobs} at a time{on}, "
-        f"{threads} thread(s) each, {runner}; outputs in {out / preset}")
-    t0 = time.perf_counter()
+        f"{threads} thread(s) each, {runner}; outputs in {out / preset}"
+        + (f"; the last runs of {len(known)} of them took {_clock(sum(known))} in all" if known else ''))
+    started = {}
+    def left() -> str:
+        "The estimate of the time left, from the last runs' seconds, spread over the jobs."
+        now, secs, unknown = time.perf_counter(), 0.0, 0
+        for n in list(todo):
+            if n in records: continue
+            if not est[n]: unknown += 1
+            else: secs += max(est[n] - (now - started[n]), 0) if n in started else est[n]
+        if unknown == len([n for n in todo if n not in records]): return ''
+        return f"; about {_clock(secs / jobs)} left" + (f" (+ {unknown} without a previous run)" if unknown else '')
+    stop = threading.Event(); stop.reason = None
+    def on_signal(signum, frame):
+        stop.reason = signal.Signals(signum).name; stop.set()
+    old = {}
+    if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+        for s in (signal.SIGTERM, signal.SIGINT):
+            try: old[s] = signal.signal(s, on_signal)
+            except (ValueError, OSError): pass
     free = queue.Queue()
     for s in slots: free.put(s)
     def run(n):
+        if stop.is_set(): return None  # stopped before its turn: its last record stays
         gpu = free.get()  # a slot (and its GPU) for as long as this notebook runs
-        try: return run_notebook(n, preset, out, exp, executor, device, threads, timeout, runner, gpu, cache)
+        try:
+            if stop.is_set(): return None
+            with lock: started[n] = time.perf_counter(); k = len(started)
+            say(f"start    {n} ({k}/{len(todo)})" + (f"; its last run took {_clock(est[n])}" if est[n] else '')
+                + (f" on gpu {gpu}" if gpu is not None else ''))
+            r = run_notebook(n, preset, out, exp, executor, device, threads, timeout, runner, gpu, cache, stop)
         finally: free.put(gpu)
+        with lock: records[n] = r; k = len([m for m in todo if m in records])
+        say(f"{r['status']:<8} {n} in {_clock(r['seconds'])} ({k}/{len(todo)} done)" + left()
+            + (f"  {r['error'].splitlines()[0]}" if r['error'] else ''))
+        return r
+    announced = False
     try:
         with cf.ThreadPoolExecutor(jobs) as pool:
-            futs = {pool.submit(run, n): n for n in todo}
-            for f in cf.as_completed(futs):
-                r = records[futs[f]] = f.result()
-                say(f"  {r['notebook']:<22} {r['status']:<7} {r['seconds']:>7.1f} s" + (f" gpu {r['gpu']}" if r.get('gpu') is not None else '')
-                    + (f"  {r['error'].splitlines()[0]}" if r['error'] else ''))
-    finally: write_index(out, preset)
-    say(f"done in {time.perf_counter() - t0:.0f} s; index: {out / preset / 'index.md'}")
+            pending = {pool.submit(run, n) for n in todo}
+            while pending:
+                done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+                for f in done: f.result()  # raises what a run raised
+                if stop.is_set() and not announced:
+                    announced = True
+                    say(f"{stop.reason}: stopping the running notebooks (SIGTERM, SIGKILL after {STOP_GRACE:g} s); "
+                        "the others do not start", file=sys.stderr)
+                if pending and time.perf_counter() - last_say[0] > PROGRESS_EVERY:
+                    with lock: running = [n for n in started if n not in records]
+                    say("running  " + ', '.join(f"{n} {_clock(time.perf_counter() - started[n])}"
+                                                + (f" of ~{_clock(est[n])}" if est[n] else '') for n in running) + left())
+    finally:
+        for s, h in old.items(): signal.signal(s, h)
+        write_index(out, preset)
+    ran = [n for n in todo if n in records]
+    say(f"done: {len(ran)} run ({len([n for n in ran if records[n]['status'] == 'ok'])} ok), {len(names) - len(todo)} current"
+        + (f", {len(todo) - len(ran)} not started" if len(ran) < len(todo) else '') + f"; index: {out / preset / 'index.md'}")
+    if stop.is_set():  # cleaned up: now let the signal do what it would have done (SIGTERM: exit; SIGINT: KeyboardInterrupt)
+        stopped = [n for n in todo if records.get(n, {}).get('status') == 'interrupted']
+        print(f"modmem reproduce: {stop.reason}: interrupted {stopped or 'no notebook'}, "
+              f"{len([n for n in todo if n not in records])} not started", file=sys.stderr, flush=True)
+        signal.raise_signal(getattr(signal, stop.reason))
     cols = ['notebook', 'status', 'seconds', 'error']
-    return pd.DataFrame([{k: records[n].get(k) for k in cols} for n in names])
+    return pd.DataFrame([{k: records[n].get(k) for k in cols} if n in records else dict(notebook=n, status='not started')
+                         for n in names])

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_training.ipynb #c002
 from __future__ import annotations
-import itertools, json, math, os, tempfile, time
+import itertools, json, math, numbers, os, shutil, tempfile, time, uuid
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 from typing import Callable, Sequence
@@ -12,15 +12,16 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from .data import ModularTask, EnsembleData, make_data, check_fraction, check_mode
+from .data import ModularTask, EnsembleData, make_data, check_fraction, check_mode, check_task, check_train_rows, n_pairs
 from .models import EnsembleMLP, activation_name, init_std, NORMS, _per_member, ACTIVATIONS, _act_grad
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'LOSSES', 'EVAL_BUDGET', 'PER_MEMBER', 'CPU_TILE_FLOATS', 'STATE_TENSORS', 'StackedOptimizer',
-           'example_loss', 'eval_rows', 'evaluate', 'TrainConfig', 'paper1_minibatch', 'default_device', 'TrainResult',
-           'atomic_write', 'member_params', 'n_train_rows', 'train_memory', 'cpu_allocator_tuning', 'auto_member_chunk',
-           'auto_row_chunk', 'slice_grads', 'TrainStep', 'config_data', 'config_model', 'member_frame',
-           'build_training', 'train', 'plot_curves']
+__all__ = ['OPTIMIZERS', 'LOSSES', 'EVAL_BUDGET', 'PER_MEMBER', 'DEVICE_TYPES', 'INCOMPLETE', 'CPU_TILE_FLOATS', 'STATE_TENSORS',
+           'StackedOptimizer', 'example_loss', 'eval_rows', 'evaluate', 'UsageError', 'TrainConfig', 'paper1_minibatch',
+           'default_device', 'check_device', 'TrainResult', 'check_out', 'write_run', 'atomic_write', 'member_params',
+           'n_train_rows', 'train_memory', 'available_memory', 'run_memory', 'check_memory', 'cpu_allocator_tuning',
+           'auto_member_chunk', 'auto_row_chunk', 'slice_grads', 'TrainStep', 'config_data', 'config_model',
+           'member_frame', 'build_training', 'train', 'plot_curves']
 
 # %% ../nbs/02_training.ipynb #c005
 OPTIMIZERS = ('adamw', 'adam', 'sgd', 'muon')
@@ -161,6 +162,7 @@ def evaluate(model: EnsembleMLP, data: EnsembleData, loss: str = 'mse', chunk: i
     E, n = labels.shape
     chunk = chunk or eval_rows(E, model.width, model.n_out, labels.device)
     out = {k: torch.empty(E, n, device=labels.device) for k in ('loss_noisy', 'loss_true', 'hit_noisy', 'hit_true')}
+    finite = torch.ones(E, dtype=torch.bool, device=labels.device)  # members with a finite loss on every row
     for i in range(0, n, chunk):
         j = min(n, i + chunk)
         logits = model(pairs[i:j, 0], pairs[i:j, 1])
@@ -170,19 +172,37 @@ def evaluate(model: EnsembleMLP, data: EnsembleData, loss: str = 'mse', chunk: i
         out['hit_true'][:, i:j] = pred == t
         out['loss_noisy'][:, i:j] = example_loss(logits, y, loss)
         out['loss_true'][:, i:j] = example_loss(logits, t, loss)
+        finite &= torch.isfinite(out['loss_noisy'][:, i:j]).all(-1)  # NaN/inf logits, or ones too large to square
     model.train(was_training)
     train, test, corr, clean = data.train, data.test, data.corrupted, data.clean
     ln, lt, hn, ht = out['loss_noisy'], out['loss_true'], out['hit_noisy'], out['hit_true']
+    acc = lambda hits, mask: _masked_mean(hits, mask).masked_fill(~finite, math.nan)  # argmax of NaN is no prediction
     return dict(
-        train_loss=_masked_mean(ln, train), train_acc=_masked_mean(hn, train),
-        test_loss=_masked_mean(lt, test), test_acc=_masked_mean(ht, test),
-        corrupted_loss=_masked_mean(ln, corr), corrupted_acc=_masked_mean(hn, corr),
-        corrupted_true_acc=_masked_mean(ht, corr),
-        clean_loss=_masked_mean(lt, clean), clean_acc=_masked_mean(ht, clean),
+        train_loss=_masked_mean(ln, train), train_acc=acc(hn, train),
+        test_loss=_masked_mean(lt, test), test_acc=acc(ht, test),
+        corrupted_loss=_masked_mean(ln, corr), corrupted_acc=acc(hn, corr),
+        corrupted_true_acc=acc(ht, corr),
+        clean_loss=_masked_mean(lt, clean), clean_acc=acc(ht, clean),
         norm_U=model.U.flatten(1).norm(dim=1), norm_V=model.V.flatten(1).norm(dim=1), norm_W=model.W.flatten(1).norm(dim=1))
 
 # %% ../nbs/02_training.ipynb #c014
 PER_MEMBER = ('lr', 'weight_decay', 'dropout', 'train_frac', 'noise', 'seed', 'split_seed', 'noise_seed')
+
+class UsageError(ValueError):
+    "A setting a run cannot use: raised before any work starts (the command line prints it as one line)."
+
+def _check_int(name, v, low: int, more: str = '', high: int | None = None):
+    "Raise a UsageError unless `v` is an integer >= `low` (and <= `high`)."
+    ok = isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= low and (high is None or v <= high)
+    if not ok: raise UsageError(f"{name} must be an integer >= {low}{' ' + more if more else ''}, got {v!r}")
+
+def _check_real(name, v, low: float, high: float | None = None, strict: bool = False):
+    "Raise a UsageError unless `v` is a finite number >= `low` (> with `strict`) and < `high`."
+    ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and (v > low if strict else v >= low)
+    if ok and high is not None: ok = v < high
+    if not ok:
+        rng = f"in [{low:g}, {high:g})" if high is not None else f"{'>' if strict else '>='} {low:g}"
+        raise UsageError(f"{name} must be a finite number {rng}, got {v!r}")
 
 @dataclass
 class TrainConfig:
@@ -224,22 +244,43 @@ class TrainConfig:
         return pd.DataFrame(list(itertools.product(*vals.values())), columns=list(vals))
 
     def validate(self, members: pd.DataFrame):
-        "Raise a clear error for any bad setting, before any work starts."
-        ModularTask(self.op, self.p) if not callable(self.op) else None
-        activation_name(self.act); check_mode(self.noise_mode); init_std(self.init, self.width)
+        "Raise a clear error for any bad setting, before any work starts (cheap: the task's table is not built)."
+        check_task(self.op, self.p)
+        _check_int('width', self.width, 1); _check_int('steps', self.steps, 0)
+        activation_name(self.act); check_mode(self.noise_mode)
         if self.loss not in LOSSES: raise ValueError(f"unknown loss {self.loss!r}: use one of {LOSSES}")
         if self.optimizer not in OPTIMIZERS: raise ValueError(f"unknown optimizer {self.optimizer!r}: use one of {OPTIMIZERS}")
         if self.norm not in NORMS: raise ValueError(f"unknown norm {self.norm!r}: use one of {NORMS}")
         if self.split not in ('seeded', 'authors'): raise ValueError(f"unknown split {self.split!r}: use 'seeded' or 'authors'")
-        if self.width < 1 or self.steps < 0: raise ValueError(f"width must be >= 1 and steps >= 0, got {self.width}, {self.steps}")
-        if self.batch_size is not None and self.batch_size < 1: raise ValueError(f"batch_size must be >= 1 or None (full batch)")
+        if self.split == 'authors' and self.noise_mode != 'uniform':
+            raise UsageError(f"split 'authors' only has noise_mode 'uniform', got {self.noise_mode!r}")
+        if isinstance(self.init, numbers.Real) and not isinstance(self.init, bool): _check_real('init (a std)', self.init, 0, strict=True)
+        else: init_std(self.init, self.width)
+        _check_real('init_scale', self.init_scale, 0, strict=True)
+        if self.batch_size is not None: _check_int('batch_size', self.batch_size, 1, "or None (full batch)")
+        if self.member_chunk is not None: _check_int('member_chunk', self.member_chunk, 1, "or None (as many as fit)")
+        if self.log_every is not None and not isinstance(self.log_every, (list, tuple)):
+            _check_int('log_every', self.log_every, 1, "or a list of steps")
+        betas = tuple(self.betas) if isinstance(self.betas, (list, tuple)) else (self.betas,)
+        if len(betas) != 2: raise UsageError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        for b in betas: _check_real('betas', b, 0, 1)
+        _check_real('eps', self.eps, 0); _check_real('momentum', self.momentum, 0, 1)
         missing = set(PER_MEMBER) - set(members.columns)
         if missing: raise ValueError(f"member table lacks columns {sorted(missing)}")
         for k in ('train_frac', 'noise'):
             for v in members[k]: check_fraction(k, v)
         for v in members.dropout:
             if not 0 <= v < 1: raise ValueError(f"dropout must be in [0, 1), got {v}")
-        if (members.lr < 0).any() or (members.weight_decay < 0).any(): raise ValueError("lr and weight_decay must be >= 0")
+        for k in ('lr', 'weight_decay'):
+            for v in members[k]: _check_real(k, v, 0)
+        for k in ('seed', 'split_seed', 'noise_seed'):
+            for v in members[k]: _check_int(k, v, 0, f"and <= {2 ** 63 - 1} (2**63 - 1)", high=2 ** 63 - 1)
+        pairs = n_pairs(self.op, self.p)
+        for e, a in enumerate(members.train_frac): check_train_rows(a, pairs, e)
+        if self.batch_size is not None:
+            fewest = min(n_train_rows(self, a) for a in members.train_frac)
+            if self.batch_size > fewest:
+                raise UsageError(f"batch_size {self.batch_size} exceeds the smallest training set ({fewest} rows): use batch_size <= {fewest}")
 
     def to_dict(self): return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
@@ -277,6 +318,23 @@ def default_device() -> str:
     "CUDA when present, else the CPU."
     return 'cuda' if torch.cuda.is_available() else 'cpu'
 
+DEVICE_TYPES = ('cpu', 'cuda', 'mps')
+
+def check_device(device) -> torch.device:
+    "The torch device `device` names, or a UsageError when this torch cannot use it."
+    try: dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise UsageError(f"unknown device {device!r}: use one of {DEVICE_TYPES} (cuda:N for one GPU)") from None
+    if dev.type not in DEVICE_TYPES: raise UsageError(f"unsupported device {device!r}: use one of {DEVICE_TYPES}")
+    if dev.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise UsageError(f"device {device!r} is not available: this torch ({torch.__version__}) sees no CUDA GPU; use device 'cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UsageError(f"device {device!r} is not available: {torch.cuda.device_count()} CUDA GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    if dev.type == 'mps' and not torch.backends.mps.is_available():
+        raise UsageError(f"device {device!r} is not available on this machine; use device 'cpu'")
+    return dev
+
 @dataclass
 class TrainResult:
     "A trained ensemble with its data, per-member results and tidy history."
@@ -292,14 +350,48 @@ class TrainResult:
         "History as one row per (member, step) and one column per metric."
         return self.history.pivot_table(index=['member', 'step'], columns='metric', values='value', dropna=False).reset_index()
 
-    def save(self, out: str | Path):
-        "Write results and history as parquet and the config as JSON, atomically, under `out`."
-        out = Path(out); out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / 'results.parquet', lambda f: self.results.to_parquet(f, index=False))
-        atomic_write(out / 'history.parquet', lambda f: self.history.to_parquet(f, index=False))
+    def save(self, out: str | Path, force: bool = True, extra: Callable[[Path], None] | None = None):
+        "Write results and history as parquet and the config as JSON as the run folder `out`, atomically (see `write_run`); `extra(folder)` adds files."
         cfg = self.config.to_dict(); cfg['op'] = cfg['op'] if isinstance(cfg['op'], str) else getattr(cfg['op'], '__name__', 'custom')
-        atomic_write(out / 'config.json', lambda f: Path(f).write_text(json.dumps(cfg, indent=1, default=str)))
-        return out
+        def write(d: Path):
+            self.results.to_parquet(d / 'results.parquet', index=False)
+            self.history.to_parquet(d / 'history.parquet', index=False)
+            (d / 'config.json').write_text(json.dumps(cfg, indent=1, default=str))
+            if extra is not None: extra(d)
+        return write_run(out, write, force)
+
+def check_out(out: str | Path, force: bool = False) -> Path:
+    "Raise a UsageError, before any work, unless a run folder can be written at `out` (replacing a non-empty one only with `force`)."
+    out = Path(out)
+    if out.exists() and not out.is_dir(): raise UsageError(f"output path {str(out)!r} is a file, not a folder: choose another path")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise UsageError(f"output folder {str(out)!r} exists and is not empty: pass force=True (--force) to replace it, or choose another path")
+    up = out.absolute().parent
+    while not up.exists(): up = up.parent
+    if not up.is_dir(): raise UsageError(f"output path {str(out)!r} is under {str(up)!r}, a file: choose another path")
+    try: fd, probe = tempfile.mkstemp(dir=up, prefix='.modmem-probe-'); os.close(fd); os.remove(probe)
+    except OSError as e: raise UsageError(f"output path {str(out)!r} is not writable ({str(up)!r}: {e.strerror}): choose another path") from None
+    return out
+
+INCOMPLETE = '.incomplete-'  # in the name of a run folder still being written (or left by an interrupted save)
+
+def write_run(out: str | Path, write: Callable[[Path], None], force: bool = False) -> Path:
+    "Call `write(folder)` on a fresh folder beside `out` named `<out>.incomplete-…`, then rename it to `out` (an existing one only with `force`)."
+    out = check_out(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=out.name + INCOMPLETE))
+    mask = os.umask(0); os.umask(mask); os.chmod(tmp, 0o777 & ~mask)  # the permissions of a plain mkdir
+    try: write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if out.is_dir() and any(out.iterdir()):  # replaced (force): set aside, swap in, then delete
+        old = out.parent / f'.{out.name}.old-{uuid.uuid4().hex[:8]}'
+        os.rename(out, old)
+    os.replace(tmp, out)  # onto an empty folder or none
+    if old is not None: shutil.rmtree(old, ignore_errors=True)
+    return out
 
 def atomic_write(path: Path, write: Callable[[str], None]):
     "Call `write(tmp)` on a temporary file beside `path`, then rename it onto `path`."
@@ -351,6 +443,44 @@ def train_memory(cfg: TrainConfig, n_members: int, rows: int, slice_members: int
     evaluation = 4 * n_members * n_pairs * 4 + min(eval_pass, 4 * n_members * n_pairs * (2 * N + 4 * C))
     return dict(state=state, data=data, activations=activations, evaluation=evaluation,
                 total=state + data + max(activations, evaluation))
+
+def available_memory(device) -> int | None:
+    "Bytes free for a run on `device`: a CUDA GPU's free memory, the CPU's available RAM (within a cgroup limit); None if unknown."
+    dev = torch.device(device)
+    if dev.type == 'cuda': return _free_memory(dev)
+    if dev.type != 'cpu': return None
+    free = None
+    try:
+        for line in Path('/proc/meminfo').read_text().splitlines():
+            if line.startswith('MemAvailable:'): free = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError): pass
+    try:  # a container's limit (cgroup v2) may be below the machine's
+        limit = Path('/sys/fs/cgroup/memory.max').read_text().strip()
+        if limit != 'max':
+            left = int(limit) - int(Path('/sys/fs/cgroup/memory.current').read_text())
+            free = left if free is None else min(free, left)
+    except (OSError, ValueError): pass
+    return free
+
+def run_memory(cfg: TrainConfig, members: pd.DataFrame, device) -> dict[str, int]:
+    "Bytes `train` needs for `cfg` and its member table: on the device (`train_memory`) and on the host, where the p² table and every member's split over it are built first."
+    E, n = len(members), n_pairs(cfg.op, cfg.p)
+    rows = cfg.batch_size or max(n_train_rows(cfg, a) for a in members.train_frac)
+    dev = torch.device(device)
+    on_device = train_memory(cfg, E, rows, device=dev.type)['total']
+    host = n * 8 * 5 + E * n * 10 * 2  # pairs, labels and a permutation (int64); each member's masks and labels, twice while stacked
+    return dict(device=on_device, host=host + (on_device if dev.type == 'cpu' else 0))
+
+def check_memory(cfg: TrainConfig, members: pd.DataFrame, device):
+    "Raise a UsageError, before any allocation, when the run needs more memory than `device` (and the host) has free."
+    dev = torch.device(device)
+    need = run_memory(cfg, members, dev)
+    gib = lambda b: f"{b / 2 ** 30:.3g} GiB"
+    for where, n_bytes in [('cpu', need['host'])] + ([] if dev.type == 'cpu' else [(str(dev), need['device'])]):
+        free = available_memory(where)
+        if free is not None and n_bytes > free:
+            raise UsageError(f"p={cfg.p}, width={cfg.width}, {len(members)} member(s) need about {gib(n_bytes)} ({n_bytes} bytes) on {where}, "
+                             f"but only {gib(free)} ({free} bytes) is available: lower p, width or the number of members")
 
 def cpu_allocator_tuning():
     "Keep freed memory in the process (glibc `mallopt`) so that a step's large temporaries are not page-faulted in anew each time."
@@ -441,14 +571,15 @@ class TrainStep:
         if len(opt.params) != len(names) or any(a is not b for a, b in zip(opt.params, model.parameters())):
             raise ValueError("the optimizer must hold the model's parameters, in the model's order")
         self.model, self.opt, self.loss, self.batch_size = model, opt, loss, batch_size
-        if manual and model.norm is not None: raise ValueError(f"manual gradients need a model without normalization, not norm={model.norm!r}")
-        self.manual = model.norm is None if manual is None else manual  # hand-written gradients (slice_grads), else autograd
+        if manual and (model.norm is not None or not getattr(model, 'manual_grads', False)): raise ValueError(f"manual gradients need a model without normalization, not norm={model.norm!r}")
+        self.manual = (model.norm is None and getattr(model, 'manual_grads', False)) if manual is None else manual  # slice_grads, else autograd
         self.names = names
         self.grads = {k: torch.zeros_like(q) for k, q in model.named_parameters()} if self.manual else None  # reused every step
         dev = model.emb_a.device
         E = model.n_members
         idx, valid = data.train_index()
         self.n_train = n = data.n_train  # host integers, read once
+        if min(n) < 1: raise ValueError(f"member {n.index(min(n))} has no training rows: raise its train_frac (see check_train_rows)")
         pairs = data.pairs
         self.pa, self.pb, self.labels = pairs[:, 0].contiguous(), pairs[:, 1].contiguous(), data.labels
         B = max(n) if batch_size is None else batch_size
@@ -544,18 +675,23 @@ def train(config: TrainConfig, members: pd.DataFrame | list[dict] | None = None,
     cfg = config
     members = member_frame(cfg, members)
     cfg.validate(members)
-    device = torch.device(device or default_device())
+    device = check_device(device or default_device())
+    check_memory(cfg, members, device)
     if device.type == 'cpu': torch.set_flush_denormal(True); cpu_allocator_tuning()
     t0 = time.perf_counter()
     data, model, _, step_fn = build_training(cfg, members, device)
     E = len(members)
     log_at, logged = set(_log_steps(cfg.log_every, cfg.steps)), []
     eval_chunk = eval_rows(E, model.width, model.n_out, device)
+    diverged = torch.zeros(E, dtype=torch.bool, device=device)  # on the device: updated at logging steps only
+    has_test = data.test.any(1)
 
     def log(step):
         m = evaluate(model, data, cfg.loss, eval_chunk)
         for name, fn in (metrics or {}).items(): m[name] = fn(model)
         logged.append((step, m))
+        diverged.logical_or_(~torch.isfinite(m['train_loss']) | (has_test & ~torch.isfinite(m['test_loss'])))
+        for q in model.parameters(): diverged.logical_or_(~torch.isfinite(q.detach().flatten(1)).all(1))
 
     model.train()
     for step in tqdm(range(cfg.steps + 1), disable=not progress, desc='train', leave=False):
@@ -567,6 +703,9 @@ def train(config: TrainConfig, members: pd.DataFrame | list[dict] | None = None,
     final = history[history.step == cfg.steps].pivot(index='member', columns='metric', values='value')
     results = pd.concat([members.reset_index(drop=True), final.reset_index(drop=True)], axis=1)
     results.insert(0, 'member', range(E))
+    results['diverged'] = diverged.cpu().numpy()
+    acc = [c for c in results.columns if c.endswith('_acc')]
+    results.loc[results.diverged, acc] = math.nan  # no plausible-looking accuracy for a diverged member
     return TrainResult(cfg, members, model, data, history, results, seconds)
 
 def _tidy(logged):

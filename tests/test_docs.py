@@ -99,3 +99,53 @@ def test_nbdev_docs_leaves_readme_alone(tmp_path):
     assert r.returncode == 0, ('nbdev_docs would re-render README.md from a notebook (settings.ini `readme_nb` '
                                f'must name no existing notebook; README.md comes from tools/make_readme.py):\n{r.stderr[-3000:]}')
     assert (proj / 'README.md').read_text() == before and not r.stderr.strip(), r.stderr
+
+
+def _tool(name):
+    sys.path.insert(0, str(ROOT / 'tools'))
+    try: return __import__(name)
+    finally: sys.path.remove(str(ROOT / 'tools'))
+
+
+def test_figures_page_is_current():
+    "nbs/figures.qmd is what tools/make_figures_page.py makes now from the manifest and figures/*/<id>.json."
+    page = _tool('make_figures_page')
+    assert page.PAGE.exists() and page.render() == page.PAGE.read_text(), \
+        'nbs/figures.qmd is stale: run `python tools/make_figures_page.py`'
+
+
+def test_figures_page_shows_every_figure(tmp_path):
+    "Every manifest entry has a section; every image the page shows exists, and `--build` copies it where Quarto finds it."
+    import re
+    from modmem.manifest import MANIFEST
+    page = _tool('make_figures_page')
+    text = page.render()
+    assert all(f'{{#{e.id}}}' in text for e in MANIFEST)
+    imgs = re.findall(r'!\[[^\]]*\]\(([^)]+)\)', text)
+    assert imgs and all(i.startswith(page.IMG_DIR + '/') for i in imgs)
+    assert all((page.FIGURES / i.split('/', 1)[1]).is_file() for i in imgs)
+    r = subprocess.run([sys.executable, str(ROOT / 'tools' / 'make_figures_page.py'), '--build'], cwd=tmp_path,
+                       env={**os.environ, 'QUARTO_PROJECT_DIR': str(tmp_path)}, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / 'figures.qmd').read_text() == text
+    assert all((tmp_path / i).is_file() for i in imgs)
+
+
+def test_figures_page_in_site():
+    "The figures page is in the sidebar, Quarto's pre-render step makes it, and its images stay out of git."
+    quarto, sidebar = (ROOT / 'nbs' / '_quarto.yml').read_text(), (ROOT / 'nbs' / 'sidebar.yml').read_text()
+    assert 'pre-render: ../tools/make_figures_page.py --build' in quarto
+    assert '- figures.qmd' in sidebar
+    r = subprocess.run(['git', 'check-ignore', '-q', 'nbs/figimg/quick/x.png'], cwd=ROOT)
+    assert r.returncode in (0, 128), 'nbs/figimg/ (the copied images) must be git-ignored'
+
+
+def test_readme_links_work_on_github():
+    "Links to docs pages in nbs/index.ipynb point, in README.md, to the notebooks in nbs/ or to the docs site."
+    readme = _tool('make_readme')
+    md = readme.relink('[Training](02_training.ipynb), [Figures](figures.qmd#p1-fig01), [x](https://a.b/c.ipynb)')
+    assert md == ('[Training](nbs/02_training.ipynb), [Figures](https://modmem.github.io/modmem/figures.html#p1-fig01), '
+                  '[x](https://a.b/c.ipynb)')
+    import re
+    for target in re.findall(r'\]\((nbs/[^)#]+)', (ROOT / 'README.md').read_text()):
+        assert (ROOT / target).exists(), f'README.md links to a missing file: {target}'

@@ -2,7 +2,7 @@
 
 This is README.md's only generator: settings.ini's `readme_nb` names no notebook, so nbdev_docs and nbdev_prepare
 do not re-render README.md through Quarto (tests/test_docs.py checks that; tests/test_repo.py that README.md is current)."""
-import json, re, sys
+import configparser, json, re, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,13 +21,32 @@ def _text_outputs(cell):
     return ''.join(x if x.endswith('\n') else x + '\n' for x in out)
 
 
+def _site_url() -> str:
+    "The docs site's address from settings.ini (doc_host + doc_baseurl)."
+    cfg = configparser.ConfigParser(); cfg.read(ROOT / 'settings.ini', encoding='utf-8')
+    d = cfg['DEFAULT'] if 'DEFAULT' in cfg else {}
+    return d.get('doc_host', '').rstrip('/') + '/' + d.get('doc_baseurl', '').strip('/')
+
+
+def relink(md: str) -> str:
+    """Links between docs pages, written for Quarto (`[Training](02_training.ipynb)`, relative to nbs/), made to work
+    from the repository root on GitHub: a notebook -> nbs/<notebook>, which GitHub renders; a Quarto page (.qmd) -> its
+    page on the docs site, since GitHub shows .qmd files as plain text."""
+    def fix(m):
+        text, target, anchor = m.group(1), m.group(2), m.group(3) or ''
+        if re.match(r'^[a-z]+:|^/|^#', target): return m.group(0)
+        if target.endswith('.ipynb'): return f'[{text}](nbs/{target}{anchor})'
+        return f'[{text}]({_site_url()}/{target[:-len(".qmd")]}.html{anchor})'
+    return re.sub(r'\[([^\]]*)\]\(([^)\s#]+\.(?:ipynb|qmd))(#[^)\s]*)?\)', fix, md)
+
+
 def render(nb_path) -> str:
     "README text for a notebook: markdown as is, code cells as python blocks with their text outputs."
     nb = json.loads(Path(nb_path).read_text())
     parts = []
     for cell in nb['cells']:
         src = ''.join(cell['source'])
-        if cell['cell_type'] == 'markdown': parts.append(src.strip() + '\n')
+        if cell['cell_type'] == 'markdown': parts.append(relink(src.strip()) + '\n')
         elif cell['cell_type'] == 'code':
             flags = ' '.join(_directives(src))
             if re.search(r'\bhide\b|\bexport\b', flags): continue
