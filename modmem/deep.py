@@ -9,7 +9,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .models import ACTIVATIONS, activation_name, _lookup, _per_member, EnsembleMLP
+from .models import ACTIVATIONS, activation_name, _lookup, _batch_norm, EnsembleMLP
 from .fourier import ipr
 
 # %% auto #0
@@ -61,37 +61,11 @@ class EnsembleDeepMLP(EnsembleMLP):
         if L: out['inner'] = torch.stack(H)                                            # [E, L, N_in, N_out]
         return {k: v.contiguous().to(device) for k, v in out.items()}
 
-# %% ../nbs/01a_deep.ipynb #c005b
-@classmethod
-def _deep_from_state(cls, state: dict, p: int, width: int, n_members: int, depth: int = 3, act: str = 'relu',
-                     parameterization: str = 'standard', norm: str | None = None, n_out: int | None = None, device=None):
-    "A model holding the weights of `state` (a state dict), built with no random init, on `device` (default: the state's)."
-    device = torch.device(device if device is not None else state['emb_a'].device)
-    dropout = state['dropout'].detach().to('cpu', torch.float32).tolist() if 'dropout' in state else 0.0
-    m = cls(p, width, n_members, depth=depth, act=act, parameterization=parameterization, dropout=dropout, norm=norm,
-            n_out=n_out, device='meta').to_empty(device=device)
-    m.load_state_dict(state)
-    m._set_dropout(m.dropout_rates)
-    return m
-
-EnsembleDeepMLP.from_state = _deep_from_state
-
 # %% ../nbs/01a_deep.ipynb #c007
 def _batchnorm(model, z, l, valid, members, P):
-    "Post-activation BatchNorm of hidden layer `l` for a slice of members."
-    weight, bias = P['norm_weight'][:, l, None], P['norm_bias'][:, l, None]
-    if model.training:
-        w = torch.ones(z.shape[:2], device=z.device, dtype=z.dtype) if valid is None else valid.to(z.dtype)
-        n = w.sum(1)[:, None]
-        mean = (z * w[..., None]).sum(1) / n
-        var = (((z - mean[:, None]) ** 2) * w[..., None]).sum(1) / n
-        with torch.no_grad():
-            model.running_mean[members, l] = model.running_mean[members, l].lerp(mean, 0.1)
-            model.running_var[members, l] = model.running_var[members, l].lerp(var * n / (n - 1).clamp(min=1), 0.1)
-        z = (z - mean[:, None]) / torch.sqrt(var[:, None] + 1e-5)
-    else:
-        z = (z - model.running_mean[members, l, None]) / torch.sqrt(model.running_var[members, l, None] + 1e-5)
-    return z * weight + bias
+    "Post-activation BatchNorm of hidden layer `l` for a slice of members (the two-layer model's, with per-layer statistics)."
+    z = _batch_norm(z, valid, model.running_mean[members, l], model.running_var[members, l], model.training)
+    return z * P['norm_weight'][:, l, None] + P['norm_bias'][:, l, None]
 
 def _deep_forward(self, a, b, valid=None, members: slice = slice(None), params: dict | None = None, mask=None):
     "Logits [E, B, n_out] for index tensors a, b [E, B] or [B]; `members` selects a slice, `params` slice-local leaves."

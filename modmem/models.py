@@ -82,6 +82,18 @@ class _FirstLayer(torch.autograd.Function):
         return ga, gb, None, None, None, None  # a tied model passes one table twice: autograd adds the two
 
 # %% ../nbs/01_models.ipynb #c011
+def _batch_norm(h: torch.Tensor, valid, running_mean: torch.Tensor, running_var: torch.Tensor, training: bool) -> torch.Tensor:
+    "BatchNorm of h [n, B, N] over each member's valid rows (padding excluded); in training it updates the views `running_mean`, `running_var` [n, N] in place."
+    if not training: return (h - running_mean[:, None]) / torch.sqrt(running_var[:, None] + 1e-5)
+    w = torch.ones(h.shape[:2], device=h.device, dtype=h.dtype) if valid is None else valid.to(h.dtype)
+    n = w.sum(1)[:, None]
+    mean = (h * w[..., None]).sum(1) / n
+    var = (((h - mean[:, None]) ** 2) * w[..., None]).sum(1) / n
+    with torch.no_grad():
+        running_mean.lerp_(mean, 0.1)
+        running_var.lerp_(var * n / (n - 1).clamp(min=1), 0.1)
+    return (h - mean[:, None]) / torch.sqrt(var[:, None] + 1e-5)
+
 def _per_member(value, E: int, name: str) -> torch.Tensor:
     "A scalar or length-E sequence as a float tensor [E] (on the CPU)."
     t = torch.as_tensor(value, dtype=torch.float32, device='cpu').flatten()
@@ -155,13 +167,11 @@ class EnsembleMLP(nn.Module):
                                                          device=dev).view(-1, 1, 1), persistent=False)
 
     @classmethod
-    def from_state(cls, state: dict, p: int, width: int, n_members: int, act: str = 'quad', norm: str | None = None,
-                   tied: bool = False, out_bias: bool = False, n_out: int | None = None, device=None) -> 'EnsembleMLP':
-        "A model holding the weights of `state` (a state dict), built with no random init, on `device` (default: the state's)."
+    def from_state(cls, state: dict, p: int, width: int, n_members: int, device=None, **settings) -> 'EnsembleMLP':
+        "A model holding the weights of `state` (a state dict), built with no random init, on `device` (default: the state's); `settings` are the constructor's (act, norm, tied, …)."
         device = torch.device(device if device is not None else state['emb_a'].device)
         dropout = state['dropout'].detach().to('cpu', torch.float32).tolist() if 'dropout' in state else 0.0
-        m = cls(p, width, n_members, act=act, norm=norm, tied=tied, out_bias=out_bias, n_out=n_out, dropout=dropout,
-                device='meta')
+        m = cls(p, width, n_members, dropout=dropout, device='meta', **settings)
         m = m.to_empty(device=device)
         m.load_state_dict(state)
         m._set_dropout(m.dropout_rates)
@@ -234,17 +244,7 @@ class EnsembleMLP(nn.Module):
         weight, bias = P['norm_weight'][:, None], P['norm_bias'][:, None]
         if self.norm == 'layer':
             h = F.layer_norm(h, (self.width,), eps=1e-5)
-        elif self.training:
-            w = torch.ones(h.shape[:2], device=h.device, dtype=h.dtype) if valid is None else valid.to(h.dtype)
-            n = w.sum(1)[:, None]
-            mean = (h * w[..., None]).sum(1) / n
-            var = (((h - mean[:, None]) ** 2) * w[..., None]).sum(1) / n
-            with torch.no_grad():
-                self.running_mean[members] = self.running_mean[members].lerp(mean, 0.1)
-                self.running_var[members] = self.running_var[members].lerp(var * n / (n - 1).clamp(min=1), 0.1)
-            h = (h - mean[:, None]) / torch.sqrt(var[:, None] + 1e-5)
-        else:
-            h = (h - self.running_mean[members, None]) / torch.sqrt(self.running_var[members, None] + 1e-5)
+        else: h = _batch_norm(h, valid, self.running_mean[members], self.running_var[members], self.training)
         return h * weight + bias
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor | None = None,

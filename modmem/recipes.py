@@ -54,8 +54,8 @@ def _fig1(p, width, steps, log_every):
                        train_frac=0.5, noise=0.35, noise_mode='uniform', split='authors', seed=1, steps=steps,
                        log_every=log_every)
 
-def _fig2(p, width):
-    return TrainConfig(p=p, width=width, train_frac=0.5, noise=0.0, weight_decay=5.0, split='authors', seed=1, steps=100 if p > 23 else 40,
+def _fig2(p, width, steps):
+    return TrainConfig(p=p, width=width, train_frac=0.5, noise=0.0, weight_decay=5.0, split='authors', seed=1, steps=steps,
                        log_every=2)
 
 def _curves(name, preset, smoke, quick):
@@ -78,7 +78,7 @@ def _recipes():
         'fig1': (lambda preset: (pick(preset, smoke=_fig1(23, 64, 60, 5), quick=_fig1(97, 500, 1000, 20),
                                       full=_fig1(97, 500, 1000, 10)), {'weight_decay': [0.0, 5.0, 15.0]}, None),
                  ('p1_curves', 'p1_ipr', 'p1_pruning'), "paper 1 Fig. 1: α 0.5, ξ 0.35, wd 0 / 5 / 15"),
-        'fig2': (lambda preset: (pick(preset, smoke=_fig2(23, 64), quick=_fig2(97, 500), full=_fig2(97, 500)),
+        'fig2': (lambda preset: (pick(preset, smoke=_fig2(23, 64, 40), quick=_fig2(97, 500, 100), full=_fig2(97, 500, 100)),
                                  {'weight_decay': [5.0]}, None), ('p1_ipr',), "paper 1 Fig. 2: grokking with no noise"),
         'forgetting': (fc('forgetting', dict(p=23, width=64, steps=200, log_every=10),
                           dict(p=71, width=300, train_frac=0.6, steps=2500, log_every=25)), ('p1_curves',),
