@@ -10,7 +10,7 @@ from .data import OPERATIONS, CORRUPTION_MODES
 from .models import ACTIVATIONS, INITS
 from .data import check_task, check_fraction, check_train_rows, n_pairs
 from .training import (TrainConfig, train, plot_curves, LOSSES, OPTIMIZERS, PER_MEMBER, UsageError, check_device,
-                             check_out, default_device)
+                             check_out, default_device, MODELS, image_sets)
 
 # %% auto #0
 __all__ = ['config_from_args', 'member_records', 'main']
@@ -19,11 +19,17 @@ __all__ = ['config_from_args', 'member_records', 'main']
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='modmem', description='Memorization and generalization on modular arithmetic.')
     sub = ap.add_subparsers(dest='command', required=True)
-    t = sub.add_parser('train', help='train an ensemble of two-layer MLPs', formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t = sub.add_parser('train', help='train an ensemble (two-layer MLPs, deeper MLPs or transformers)', formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d = TrainConfig()
-    t.add_argument('--op', '--task', dest='op', default=d.op, choices=sorted(OPERATIONS), help='operation')
-    t.add_argument('--p', type=int, default=d.p, help='modulus')
-    t.add_argument('--width', type=int, default=d.width, help='hidden neurons N')
+    t.add_argument('--op', '--task', dest='op', default=d.op, choices=sorted(OPERATIONS) + sorted(image_sets()),
+                   help='operation, or an image data set (with --model deep and --p = its number of classes)')
+    t.add_argument('--p', type=int, default=d.p, help='modulus (the number of classes of an image data set)')
+    t.add_argument('--width', type=int, default=d.width, help='hidden neurons N (the embedding d of a transformer)')
+    t.add_argument('--model', default=d.model, choices=sorted(MODELS), help='model family')
+    t.add_argument('--depth', type=int, default=None, help="weight layers of 'deep' (default 3), blocks of 'transformer' (default 1)")
+    t.add_argument('--heads', type=int, default=d.heads, help="attention heads of 'transformer'")
+    t.add_argument('--parameterization', default=d.parameterization, choices=['standard', 'lazy'], help="init of 'deep'")
+    t.add_argument('--n-examples', type=int, default=None, help='images an image data set draws (default: all)')
     t.add_argument('--act', default=d.act, choices=sorted(ACTIVATIONS) + ['x2', 'quadratic'], help='activation')
     t.add_argument('--loss', default=d.loss, choices=LOSSES)
     t.add_argument('--optimizer', default=d.optimizer, choices=OPTIMIZERS)
@@ -93,6 +99,8 @@ def config_from_args(args) -> TrainConfig:
                        betas=tuple(args.betas), momentum=args.momentum, noise_mode=args.noise_mode, split=args.split,
                        norm=None if args.norm == 'none' else args.norm, tied=args.tied, out_bias=args.out_bias,
                        init=args.init, init_scale=args.init_scale, steps=args.steps, batch_size=args.batch_size,
+                       model=args.model, depth=args.depth, heads=args.heads, parameterization=args.parameterization,
+                       n_examples=args.n_examples,
                        log_every=args.log_every, **{k: one(getattr(args, k)) for k in PER_MEMBER})
 
 def _clean(v):

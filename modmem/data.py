@@ -76,7 +76,7 @@ class ModularTask:
     def __repr__(self): return f"ModularTask(op={self.op!r}, p={self.p}, n_pairs={len(self)})"
 
 # %% ../nbs/00_data.ipynb #c014
-CORRUPTION_MODES = ('uniform', 'wrong', 'symmetric')
+CORRUPTION_MODES = ('uniform', 'wrong', 'symmetric', 'uniform_low')
 
 def check_fraction(name: str, value: float):
     "Raise a clear error unless `value` is a fraction in [0, 1]."
@@ -105,8 +105,10 @@ def split_mask(n: int, train_frac: float, seed: int = 0) -> torch.Tensor:
 
 # %% ../nbs/00_data.ipynb #c016
 def noisy_labels(true: torch.Tensor, n_classes: int, mode: str, g: torch.Generator) -> torch.Tensor:
-    "Replacement labels: uniform over all classes ('uniform') or over the classes other than `true` ('wrong'); drawn from `g`, on `true`'s device."
-    if mode == 'uniform': return torch.randint(0, n_classes, true.shape, generator=g, device=g.device).to(true.device)
+    "Replacement labels: uniform over all classes ('uniform'), over 0..C−2 ('uniform_low': the authors' transformer data set) or over the classes other than `true` ('wrong'); drawn from `g`, on `true`'s device."
+    if mode in ('uniform', 'uniform_low'):
+        high = n_classes - (mode == 'uniform_low')
+        return torch.randint(0, high, true.shape, generator=g, device=g.device).to(true.device)
     return (true + torch.randint(1, n_classes, true.shape, generator=g, device=g.device).to(true.device)) % n_classes
 
 def _symmetric_groups(pairs, rows):

@@ -46,6 +46,17 @@ class EnsembleDeepMLP(EnsembleMLP):
             self.register_buffer('running_mean', torch.zeros(E, depth - 1, N, device=dev))
             self.register_buffer('running_var', torch.ones(E, depth - 1, N, device=dev))
 
+    def row_floats(self) -> int:
+        "Floats one training row of one member keeps alive at a step's peak (each hidden layer's tensors and the logits): the memory model's."
+        per_layer = 6 + (3 if self.has_dropout else 0) + (4 if self.norm else 0)
+        return self.width * per_layer * (self.depth - 1) + 6 * self.n_out
+
+    def weight_norms(self) -> dict:
+        "Frobenius norms [E] of the input layer (U, V), the hidden layers (H, all together) and the output layer (W)."
+        n = dict(norm_U=self.U.flatten(1).norm(dim=1), norm_V=self.V.flatten(1).norm(dim=1))
+        if self.inner is not None: n['norm_H'] = self.inner.flatten(1).norm(dim=1)
+        return {**n, 'norm_W': self.W.flatten(1).norm(dim=1)}
+
     def _weights(self, device):
         "Each member's weights from a generator seeded with its seed (on the CPU): first, hidden and output layers."
         p, N, C, L = self.p, self.width, self.n_out, self._depth - 2

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 import modmem
-from .training import TrainConfig, config_data, atomic_write, default_device
+from .training import TrainConfig, config_data, config_model, config_task, atomic_write, default_device
 from .sweep import sweep, SweepResult
 from .manifest import entry, figures_of
 from .provenance import source_hash
@@ -100,6 +100,15 @@ class Experiment:
         dev = torch.device(self.device or default_device())
         model, member = res.model(run, device=dev)
         return model, member, config_data(c.config, c.members).to(dev)
+
+    def initial(self, res: SweepResult, run: int):
+        "The ensemble holding `run` as it was initialized (same seeds and settings, before any step) and the run's member index, on this experiment's device."
+        c = next((c for c in res.chunks if run in c.runs), None)
+        if c is None: raise ValueError(f"run {run!r} is not in this sweep: its runs are 0 … {len(res.grid) - 1}")
+        dev = torch.device(self.device or default_device())
+        model = config_model(c.config, c.members, dev)
+        if c.config.images: model.set_images(config_task(c.config).images(dev))
+        return model.eval(), c.runs.index(run)
 
     def _check(self, id):
         e = entry(id)

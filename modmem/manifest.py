@@ -29,7 +29,6 @@ class Entry:
 
 def _e(id, title, notebook, note=''): return Entry(id, id.split('-')[0], title, notebook, note)
 
-_TRANSFORMER = 'needs a transformer / 3-layer MLP, which modmem does not have yet'
 
 MANIFEST = (
     # paper 1: Doshi et al. 2024
@@ -42,19 +41,19 @@ MANIFEST = (
     _e('p1-fig04b', 'Per-neuron IPR histograms under dropout', 'p1_ipr'),
     _e('p1-fig05', 'BatchNorm: IPR histograms with and without BN, |γ| against IPR', 'p1_ipr'),
     _e('p1-fig06', 'Pruning a Coexistence network: low-IPR first and high-IPR first', 'p1_pruning'),
-    _e('p1-fig07a', 'Transformer phase diagrams and embedding IPR', None, _TRANSFORMER),
-    _e('p1-fig07b', '3-layer ReLU MLP phase diagrams and input-layer IPR', None, _TRANSFORMER),
+    _e('p1-fig07a', 'Transformer phase diagrams (wd 10 / 50) and embedding IPR', 'p1_transformer'),
+    _e('p1-fig07b', '3-layer ReLU MLP phase diagrams and input-layer IPR', 'p1_deep_mlp'),
     _e('p1-table2', 'Phase thresholds (Table 2) and how many runs each phase took in the diagrams', 'p1_phase_diagrams'),
     _e('p1-fig08', 'Forgetting at wd 20: accuracy and weight norms', 'p1_curves'),
     _e('p1-fig09', 'Phase diagrams with post-activation BatchNorm (minibatch, panels by batch size)', 'p1_appendix_diagrams'),
     _e('p1-fig10', 'Phase diagrams, minibatch training without normalization', 'p1_appendix_diagrams'),
     _e('p1-fig11', 'Phase diagrams with post-activation LayerNorm', 'p1_appendix_diagrams'),
-    _e('p1-fig12', 'Transformer embedding IPR for head counts, depth, tying', None, _TRANSFORMER),
-    _e('p1-fig13', 'Transformer phase diagrams under dropout', None, _TRANSFORMER),
-    _e('p1-fig14', '3-layer MLP, standard vs lazy parameterization', None, _TRANSFORMER),
-    _e('p1-fig15', '3-layer MLP with BatchNorm: IPR against |γ|', None, _TRANSFORMER),
-    _e('p1-fig16', 'MNIST phase diagrams (4-layer ReLU MLP) under weight decay and dropout', None,
-       'MNIST files cannot be downloaded here; `modmem.images.load_mnist` reads them where they exist'),
+    _e('p1-fig12', 'Transformer embedding IPR for head counts, depth, tying', 'p1_transformer'),
+    _e('p1-fig13', 'Transformer phase diagrams under dropout', 'p1_transformer'),
+    _e('p1-fig14', '3-layer MLP, standard vs lazy parameterization', 'p1_deep_mlp'),
+    _e('p1-fig15', '3-layer MLP with BatchNorm: IPR against |γ|', 'p1_deep_mlp'),
+    _e('p1-fig16', 'Image phase diagrams (4-layer ReLU MLP, cross-entropy) under weight decay and dropout', 'p1_images',
+       'Fashion-MNIST (Debian package dataset-fashion-mnist) offline; MNIST where its IDX files exist'),
     _e('p1-fig17', 'Pruning accuracies in three phases, low- and high-IPR first', 'p1_pruning'),
     _e('p1-fig18', 'Pruning losses in three phases', 'p1_pruning'),
     _e('p1-fig19', 'Training curves with dropout 0 / 0.3 / 0.6 / 0.9', 'p1_curves'),
@@ -93,8 +92,8 @@ MANIFEST = (
     _e('p2-figA21', 'Frequency filtration for subtraction, multiplication and other α', 'p2_filtration'),
     _e('p2-figA26', 'IPR and frequency-sparsity ρ histograms against α', 'p2_filtration'),
     _e('p2-figA29', 'Partition by IPR vs strength across tasks', 'p2_partition'),
-    _e('p2-figA32', 'Transformer: training curves and unembedding spectrum before/after filtration', None, _TRANSFORMER),
-    _e('p2-table3', 'Frequency filtration on a transformer', None, _TRANSFORMER),
+    _e('p2-figA32', 'Transformer: training curves and unembedding spectrum before/after filtration', 'p2_transformer'),
+    _e('p2-table3', 'Frequency filtration on a transformer', 'p2_transformer'),
 )
 
 # %% ../nbs/07_manifest.ipynb #c009
@@ -143,7 +142,9 @@ def saved(out: str | Path, preset: str, id: str) -> dict | None:
     data = Path(out) / preset / rec.get('file', '')
     return rec if data.is_file() else None
 
-def record_path(out: str | Path, preset: str, name: str) -> Path: return Path(out) / preset / 'runs' / f'{name}.json'
+def record_path(out: str | Path, preset: str, name: str) -> Path:
+    "Where `modmem reproduce` writes the run record of notebook `name` at `preset`: `out/<preset>/runs/<name>.json`."
+    return Path(out) / preset / 'runs' / f'{name}.json'
 
 def read_record(out: str | Path, preset: str, name: str) -> dict | None:
     "The last run record of notebook `name` at `preset` (written by `modmem reproduce`), or None."

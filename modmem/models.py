@@ -169,7 +169,7 @@ class EnsembleMLP(nn.Module):
     @classmethod
     def from_state(cls, state: dict, p: int, width: int, n_members: int, device=None, **settings) -> 'EnsembleMLP':
         "A model holding the weights of `state` (a state dict), built with no random init, on `device` (default: the state's); `settings` are the constructor's (act, norm, tied, …)."
-        device = torch.device(device if device is not None else state['emb_a'].device)
+        device = torch.device(device if device is not None else next(iter(state.values())).device)
         dropout = state['dropout'].detach().to('cpu', torch.float32).tolist() if 'dropout' in state else 0.0
         m = cls(p, width, n_members, dropout=dropout, device='meta', **settings)
         m = m.to_empty(device=device)

@@ -11,7 +11,7 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['PHASES', 'UNDECIDED', 'PHASE_COLORS', 'DIVERGED', 'DIVERGED_COLOR', 'PHASES_ALL', 'classify_phase',
-           'phases_from_history', 'add_phases', 'plot_phase_diagram', 'plot_phase_rows']
+           'phases_from_history', 'add_phases', 'plot_phase_diagram', 'plot_phase_rows', 'plot_phase_ipr']
 
 # %% ../nbs/05a_phases.ipynb #c005
 PHASES = ('Coexistence', 'Partial Inversion', 'Full Inversion', 'Memorization', 'Forgetting', 'Confusion')
@@ -27,16 +27,17 @@ def _fractions(name, x):
     return a
 
 def classify_phase(train_acc, test_acc, noise, peak_test_acc=None, threshold: float = 0.9, offset: float = 1.05,
-                   diverged=None) -> np.ndarray:
-    "Paper 1's phase of each network from its final train and test accuracy, noise ξ and (optional) peak test accuracy; 'Diverged' where `diverged`."
+                   diverged=None, test_threshold: float | None = None) -> np.ndarray:
+    "Paper 1's phase of each network from its final train and test accuracy, noise ξ and (optional) peak test accuracy; 'Diverged' where `diverged`; `test_threshold` (default `threshold`) is the test accuracy that counts as generalizing."
     div = None if diverged is None else np.asarray(diverged, dtype=bool)
     ok = lambda x: x if div is None else np.where(div, 0.0, np.asarray(x, dtype=float))  # a diverged run's NaN accuracies are not used
     tr, te = _fractions('train_acc', ok(train_acc)), _fractions('test_acc', ok(test_acc))
     xi = np.broadcast_to(_fractions('noise', noise), tr.shape)
     line = np.round(offset - xi, 9)  # 1.05 - 0.15 is 0.9 exactly, not 0.8999999999999999
     peak = None if peak_test_acc is None else _fractions('peak_test_acc', np.nan_to_num(ok(peak_test_acc), nan=0.0) if div is not None else peak_test_acc)
-    gen, fit = te >= threshold, tr >= threshold
-    low = UNDECIDED if peak is None else np.where(peak >= threshold, 'Forgetting', 'Confusion')
+    tt = threshold if test_threshold is None else test_threshold
+    gen, fit = te >= tt, tr >= threshold
+    low = UNDECIDED if peak is None else np.where(peak >= tt, 'Forgetting', 'Confusion')
     out = np.select([gen & fit, gen & (tr >= line), gen, fit],
                     ['Coexistence', 'Partial Inversion', 'Full Inversion', 'Memorization'], default='')
     out = np.where(out == '', low, out).astype(object)
@@ -151,4 +152,34 @@ def plot_phase_rows(results: pd.DataFrame, panel: str | None = 'weight_decay', x
     fig.colorbar(im, cax=fig.add_axes([0.9, 0.42, 0.012, 0.48]), label='accuracy (%)')
     _legend(fig, present)
     if title: fig.suptitle(title, fontsize=10)
+    return fig
+
+# %% ../nbs/05a_phases.ipynb #c021a
+def plot_phase_ipr(results: pd.DataFrame, panel: str | None, iprs: dict, title: str | None = None, bins: int = 20,
+                   x: str = 'train_frac', y: str = 'noise', ipr_label: str = 'neuron IPR'):
+    "Phase diagrams (one panel per value of `panel`) above IPR histograms: `iprs` maps a panel label to {curve label: values [N]}, overlaid (e.g. init and final)."
+    import matplotlib.pyplot as plt
+    t = results if 'phase' in results else add_phases(results)
+    panels = _panels(t, panel)
+    ncol = max(len(panels), len(iprs), 1)
+    fig, axes = plt.subplots(2, ncol, figsize=(3.4 * ncol, 7.0), squeeze=False)
+    present = set()
+    for j, (v, tp) in enumerate(panels):
+        present |= _phase_mesh(axes[0][j], tp, x, y)
+        axes[0][j].set_title(_label(panel, v) if panel else '', fontsize=10)
+        axes[0][j].set_xlabel(_AXIS.get(x, x)); axes[0][j].set_ylabel(_AXIS.get(y, y))
+    edges = np.linspace(0, 1, bins + 1)
+    for j, (lab, curves) in enumerate(iprs.items()):
+        ax = axes[1][j]
+        for name, v in curves.items():
+            v = np.asarray(v, dtype=float).ravel()
+            v = v[~np.isnan(v)]
+            ax.hist(v, edges, alpha=0.55, label=f'{name} (mean {v.mean():.2f})' if len(v) else name)
+        ax.set_title(lab, fontsize=9); ax.set_xlabel(ipr_label); ax.legend(fontsize=7)
+    axes[1][0].set_ylabel('# neurons')
+    for j in range(len(panels), ncol): axes[0][j].axis('off')
+    for j in range(len(iprs), ncol): axes[1][j].axis('off')
+    _legend(fig, present)
+    if title: fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig

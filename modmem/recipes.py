@@ -14,14 +14,18 @@ from .regularization import Study, study, DP
 from .dynamics import PAPER2
 
 # %% auto #0
-__all__ = ['RECIPES', 'PHASE_RECIPES', 'describe', 'r4', 'sweep_size', 'Recipe', 'recipe', 'phase_study', 'recipe_users',
-           'shared_recipes']
+__all__ = ['P2_OPS', 'P2_INDEX', 'RECIPES', 'PHASE_RECIPES', 'ARCH_STUDIES', 'describe', 'r4', 'sweep_size', 'Recipe', 'recipe',
+           'phase_study', 'arch_study', 'recipe_users', 'shared_recipes']
 
 # %% ../nbs/05c_recipes.ipynb #c005
 def describe(c: TrainConfig) -> str:
-    "The shared settings of a config in one line, for figure titles."
+    "The shared settings of a config in one line, for figure titles: task, model, loss, optimizer, batch, steps."
     batch = f'batch {c.batch_size}' if c.batch_size else 'full batch'
-    return (f"{c.op} mod {c.p}, N={c.width}, {c.act}, {c.loss}, {c.optimizer} lr={c.lr:g}, {batch}, {c.steps} steps"
+    task = f"{c.op} ({c.n_examples or 'all'} images)" if c.images else f"{c.op} mod {c.p}"
+    model = {'mlp': f"N={c.width}, {c.act}",
+             'deep': f"{c.layers}-layer {c.act} MLP N={c.width}" + (', lazy' if c.parameterization == 'lazy' else ''),
+             'transformer': f"{c.layers}-block transformer d={c.width}, {c.heads} heads" + (', tied' if c.tied else '')}[c.model]
+    return (f"{task}, {model}, {c.loss}, {c.optimizer} lr={c.lr:g}, {batch}, {c.steps} steps"
             + (f", {c.norm}norm" if c.norm else ''))
 
 def r4(x) -> float:
@@ -34,6 +38,33 @@ def sweep_size(base: TrainConfig, grid: dict) -> dict:
     return dict(runs=sum(len(c.runs) for c in chunks), chunks=len(chunks),
                 model_steps=sum(len(c.runs) * c.config.steps for c in chunks),
                 neuron_steps=sum(len(c.runs) * c.config.steps * c.config.width for c in chunks))
+
+# %% ../nbs/05c_recipes.ipynb #c006a
+_SEEDS = dict(smoke=[0], quick=[0], full=[0, 1, 2])  # paper 1 trains each architecture with 3 seeds
+
+def _transformer(preset, **over):
+    "Paper 1's transformer (§2.3): one encoder block, d = 128, 4 heads, ReLU MLP 4d, MSE, AdamW lr 1e-3, betas (0.9, 0.98), 3000 steps; noisy labels from 0..p − 2 as in the authors' transformer data set."
+    p, width, steps = pick(preset, smoke=(11, 16, 20), quick=(23, 128, 1000), full=(97, 128, 3000))
+    base = TrainConfig(op='add', p=p, width=width, model='transformer', heads=4, act='relu', loss='mse', optimizer='adamw',
+                       lr=pick(preset, smoke=1e-3, quick=2e-3, full=1e-3), betas=(0.9, 0.98), noise_mode='uniform_low',
+                       steps=steps, log_every=max(1, steps // 20))
+    return replace(base, **over)
+
+def _mlp3(preset, **over):
+    "Paper 1's three-layer ReLU MLP (§2.4): N = 500, MSE, AdamW lr 1e-3, betas (0.9, 0.98), 5000 steps."
+    p, width, steps = pick(preset, smoke=(11, 24, 30), quick=(31, 128, 2000), full=(97, 500, 5000))
+    base = TrainConfig(op='add', p=p, width=width, model='deep', depth=3, act='relu', loss='mse', optimizer='adamw',
+                       lr=pick(preset, smoke=1e-2, quick=1e-2, full=1e-3), betas=(0.9, 0.98), steps=steps,
+                       log_every=max(1, steps // 20))
+    return replace(base, **over)
+
+def _images(preset, **over):
+    "Paper 1's image MLP (App. H): four ReLU layers, cross-entropy, AdamW; Fashion-MNIST (Debian's package) stands in for MNIST offline."
+    n, width, steps = pick(preset, smoke=(200, 16, 10), quick=(1000, 64, 300), full=(70000, 500, 3000))
+    base = TrainConfig(op=pick(preset, smoke='digits', quick='fashion_mnist', full='fashion_mnist'), p=10, n_examples=n,
+                       width=width, model='deep', depth=4, act='relu', loss='ce', optimizer='adamw', lr=1e-3,
+                       betas=(0.9, 0.98), noise_mode='uniform', steps=steps, log_every=max(1, steps // 20))
+    return replace(base, **over)
 
 # %% ../nbs/05c_recipes.ipynb #c008
 @dataclass(frozen=True)
@@ -63,6 +94,9 @@ def _curves(name, preset, smoke, quick):
     s = study(name, 'full')
     return pick(preset, smoke=replace(s.base, **smoke), quick=replace(s.base, **quick), full=s.base), s.grid, s.chunk_size
 
+P2_OPS = ('add', 'sub', 'mul')                          # paper 2's operations
+P2_INDEX = {'add': 'raw', 'sub': 'raw', 'mul': 'dlog'}   # the index each is analysed in: multiplication in the discrete-log one
+
 def _central(preset, steps=None):
     "Paper 2's central network (ReLU, CE, AdamW, wd 0.1, out bias, α 0.8, ξ 0.8 wrong labels) for three operations."
     p, width = pick(preset, smoke=23, quick=47, full=113), pick(preset, smoke=33, quick=1025, full=2049)
@@ -70,7 +104,7 @@ def _central(preset, steps=None):
     steps = steps or pick(preset, smoke=40, quick=1000, full=200_000)  # full: paper 2's 200k full-batch steps
     base = TrainConfig(**{**PAPER2, 'op': 'add', 'p': p, 'width': width, 'lr': lr, 'noise': 0.8, 'steps': steps,
                           'log_every': max(1, steps // 20)})
-    return base, {'op': ['add', 'sub', 'mul']}, None
+    return base, {'op': list(P2_OPS)}, None
 
 def _recipes():
     fc = lambda name, smoke, quick: lambda preset: _curves(name, preset, smoke, quick)
@@ -91,6 +125,18 @@ def _recipes():
         'bn_gamma': (fc('bn_gamma', dict(p=23, width=64, steps=40, log_every=10), dict(log_every=400)), ('p1_ipr',),
                      "paper 1 Fig. 5"),
         'p2_central': (_central, ('p2_filtration', 'p2_partition'), "paper 2's central network, for +, −, ×"),
+        'transformer_heads': (lambda preset: (_transformer(preset, train_frac=0.8, noise=0.2, weight_decay=10.0),
+                                              {'heads': [4, 8], 'depth': [1, 2], 'tied': [False, True], 'seed': _SEEDS[preset]}, None),
+                              ('p1_transformer',), "paper 1 Fig. 12: α 0.8, ξ 0.2; 4 / 8 heads, 1 / 2 blocks, tied or not; [inferred] wd 10"),
+        'mlp3_bn': (lambda preset: (_mlp3(preset, norm='batch', train_frac=0.8, noise=0.1, weight_decay=pick(preset, smoke=3.0, quick=3.0, full=1.0)),
+                                    {'seed': pick(preset, smoke=[0], quick=[0, 1, 2], full=[0, 1, 2])}, None),
+                    ('p1_deep_mlp',), "paper 1 Fig. 15: three-layer MLP with BatchNorm, α 0.8, ξ 0.1; [inferred] wd"),
+        'p2_transformer': (lambda preset: (_transformer(preset, loss=pick(preset, smoke='ce', quick='mse', full='ce'), noise_mode='wrong',
+                                                        weight_decay=pick(preset, smoke=1.0, quick=5.0, full=1.0), train_frac=0.8, noise=0.2,
+                                                        steps=pick(preset, smoke=20, quick=1500, full=20000)),
+                                           {'seed': _SEEDS[preset][:1]}, None),
+                           ('p2_transformer',), "paper 2 Table 3: a transformer trained with CE and AdamW (wd 1, Nanda et al.'s recipe); [inferred] α 0.8, ξ 0.2 wrong labels; "
+                           "quick: paper 1's MSE at wd 5, because at p = 23 the CE network memorizes without generalizing in 2000 steps (test 7-9 %)"),
     }
 
 RECIPES = tuple(_recipes())
@@ -148,11 +194,51 @@ def phase_study(name: str, preset: str) -> Study:
     axis = {k: (v[preset] if isinstance(v, dict) else v) for k, v in axis.items()}
     return _shrunk(name, preset, **axis, **(smoke if preset == 'smoke' else quick))
 
+# %% ../nbs/05c_recipes.ipynb #c014a
+def _arch_grid(preset, panel, values, alphas=None, noises=None):
+    alphas = alphas or pick(preset, smoke=[0.5, 0.9], quick=[0.5, 0.8, 0.9], full=list(np.round(np.linspace(0.1, 0.9, 9), 4)))
+    noises = noises or pick(preset, smoke=[0.2], quick=[0.1, 0.2, 0.4], full=list(np.round(np.linspace(0.1, 0.9, 9), 4)))
+    return {'train_frac': [float(a) for a in alphas], 'noise': [float(x) for x in noises], panel: values, 'seed': _SEEDS[preset]}
+
+def _arch_study(name, figure, preset, base, panel, values, note, chunk=None, **grid):
+    return Study(name, figure, preset, base, _arch_grid(preset, panel, values, **grid), panel,
+                 chunk or pick(preset, smoke=16, quick=64, full=512), 'phase', note)
+
+ARCH_STUDIES = {  # phase-diagram study: (notebook, builder at a preset)
+    'transformer_weight_decay': ('p1_transformer', lambda pr: _arch_study(
+        'transformer_weight_decay', '7a', pr, _transformer(pr), 'weight_decay', pick(pr, smoke=[10.0, 50.0], quick=[3.0, 10.0], full=[10.0, 50.0]),
+        'weight decays 10 and 50 read off the figure; quick: 3 and 10, because at p = 23 and 1000 steps wd 30 or more stops the network from fitting at all',
+        alphas=pick(pr, smoke=None, quick=[0.5, 0.9], full=None), noises=pick(pr, smoke=None, quick=[0.1, 0.3], full=None))),
+    'transformer_dropout': ('p1_transformer', lambda pr: _arch_study(
+        'transformer_dropout', '13', pr, _transformer(pr, weight_decay=pick(pr, smoke=10.0, quick=3.0, full=10.0)), 'dropout', [0.0, 0.1, 0.3],
+        '[inferred] weight decay (10; quick 3) and dropout rates 0 / 0.1 / 0.3 (the paper: small dropout helps, more than 0.1 does not)',
+        alphas=pick(pr, smoke=None, quick=[0.5, 0.9], full=None), noises=pick(pr, smoke=None, quick=[0.1, 0.3], full=None))),
+    'mlp3_weight_decay': ('p1_deep_mlp', lambda pr: _arch_study(
+        'mlp3_weight_decay', '7b', pr, _mlp3(pr), 'weight_decay', pick(pr, smoke=[1.0, 3.0], quick=[1.0, 3.0], full=[0.3, 1.0]),
+        '[inferred] weight decays: the paper does not give them')),
+    'mlp3_parameterization': ('p1_deep_mlp', lambda pr: _arch_study(
+        'mlp3_parameterization', '14', pr, _mlp3(pr, weight_decay=pick(pr, smoke=3.0, quick=3.0, full=1.0)), 'parameterization',
+        ['standard', 'lazy'], 'standard N(0, 2/fan_in) against lazy N(0, 2/N^(2/3)); [inferred] weight decay')),
+    'images_weight_decay': ('p1_images', lambda pr: _arch_study(
+        'images_weight_decay', '16a', pr, _images(pr), 'weight_decay', [0.0, 10.0, 30.0], '[inferred] weight decays',
+        alphas=pick(pr, smoke=[0.5], quick=[0.2, 0.5, 0.8], full=None), noises=pick(pr, smoke=[0.2], quick=[0.2, 0.4, 0.6], full=None))),
+    'images_dropout': ('p1_images', lambda pr: _arch_study(
+        'images_dropout', '16b', pr, _images(pr), 'dropout', [0.3, 0.6], '[inferred] dropout rates; dropout 0 is the weight-decay study\'s wd 0',
+        alphas=pick(pr, smoke=[0.5], quick=[0.2, 0.5, 0.8], full=None), noises=pick(pr, smoke=[0.2], quick=[0.2, 0.4, 0.6], full=None))),
+}
+
+def arch_study(name: str, preset: str) -> Study:
+    "A phase-diagram study of one of paper 1's other architectures (one of `ARCH_STUDIES`) at `preset`."
+    check_preset(preset)
+    if name not in ARCH_STUDIES: raise ValueError(f"unknown architecture study {name!r}: use one of {tuple(ARCH_STUDIES)}")
+    return ARCH_STUDIES[name][1](preset).check()
+
 # %% ../nbs/05c_recipes.ipynb #c016
 def recipe_users() -> dict[str, tuple[str, ...]]:
     "Every recipe (networks and phase studies) with the experiment notebooks that train from it."
     users = {name: notebooks for name, (_, notebooks, _) in _recipes().items()}
     users.update({name: (nb,) for name, (nb, *_) in PHASE_RECIPES.items()})
+    users.update({name: (nb,) for name, (nb, _) in ARCH_STUDIES.items()})
     return users
 
 def shared_recipes() -> dict[str, tuple[str, ...]]:

@@ -14,18 +14,16 @@ import modmem
 from .training import atomic_write
 from .manifest import MANIFEST, notebooks, figures_of, select, saved, record_path, read_record, figure_state
 from .provenance import source_hash
+from .recipes import shared_recipes
 from .experiments import check_preset, device_label
 
 # %% auto #0
-__all__ = ['RUN_ORDER', 'RUNNERS', 'STOP_GRACE', 'EXECUTORS', 'DEVICES', 'PROGRESS_EVERY', 'experiments_dir', 'run_order',
+__all__ = ['RUNNERS', 'STOP_GRACE', 'EXECUTORS', 'DEVICES', 'PROGRESS_EVERY', 'experiments_dir', 'run_order',
            'package_fingerprint', 'notebook_fingerprint', 'NotebookError', 'notebook_cells', 'run_plain', 'is_current',
            'previous_seconds', 'notebook_problem', 'process_tree', 'stop_process', 'run_notebook', 'metric_summary',
            'index_table', 'write_index', 'visible_gpus', 'job_slots', 'check_settings', 'reproduce']
 
 # %% ../nbs/07b_reproduce.ipynb #c005
-RUN_ORDER = ('p1_curves', 'p1_phase_diagrams', 'p1_ipr', 'p1_appendix_diagrams', 'p1_pruning', 'p2_filtration',
-             'p2_scaling', 'p2_partition', 'p2_dynamics')
-
 def experiments_dir(experiments: str | Path | None = None) -> Path:
     "The folder of experiment notebooks: `experiments`, else ./experiments, else the one beside modmem's source (a checkout), else the copy installed with modmem."
     for d in ([Path(experiments)] if experiments else [Path.cwd() / 'experiments', Path(modmem.__file__).parents[1] / 'experiments',
@@ -34,10 +32,12 @@ def experiments_dir(experiments: str | Path | None = None) -> Path:
     raise FileNotFoundError(f"no experiments folder at {experiments or './experiments'}: pass --experiments DIR "
                             "(the repository's experiments/ holds the notebooks)")
 
-def run_order(names) -> list[str]:
-    "`names` in the order that runs long notebooks early and the notebooks that train shared networks first."
-    rank = {n: i for i, n in enumerate(RUN_ORDER)}
-    return sorted(names, key=lambda n: rank.get(n, len(rank)))
+def run_order(names, seconds: dict | None = None) -> list[str]:
+    "`names` in the order `reproduce` starts them: a notebook that reads a network another trains (`modmem.recipes.shared_recipes`: the first listed trains it) after the others; then the longest first by `seconds` (the last runs' wall seconds; unknown counts as longest), so the workers finish together."
+    shared = shared_recipes().values()
+    readers = {n for users in shared for n in users[1:]} - {users[0] for users in shared}
+    seconds = seconds or {}
+    return sorted(names, key=lambda n: (n in readers, -(seconds.get(n) or math.inf), n))
 
 def _hash(*parts) -> str:
     h = hashlib.sha256()
@@ -474,7 +474,7 @@ def reproduce(preset: str = 'quick', only=None, out: str | Path = 'figures', exp
     need = [m for m in ('papermill', 'ipykernel') if importlib.util.find_spec(m) is None] if runner == 'papermill' else []
     if need: raise ModuleNotFoundError(f"modmem reproduce needs {' and '.join(need)}: pip install 'modmem[reproduce]' "
                                        f"(or pip install {' '.join(need)}), or run without them: --plain")
-    names = run_order(select(only))
+    names = select(only)
     exp = experiments_dir(experiments)
     missing = [n for n in names if not (exp / f'{n}.ipynb').exists()]
     if missing: raise FileNotFoundError(f"experiment notebooks missing from {exp}: {missing}")
@@ -489,6 +489,7 @@ def reproduce(preset: str = 'quick', only=None, out: str | Path = 'figures', exp
             records[n] = dict(read_record(out, preset, n), status='current')
         else: todo.append(n)
     est = {n: previous_seconds(read_record(out, preset, n)) for n in todo}  # from the last run's records
+    todo = run_order(todo, est)
     lock, t0, last_say = threading.Lock(), time.perf_counter(), [time.perf_counter()]
     def say(msg, file=None):
         if not progress: return

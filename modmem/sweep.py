@@ -17,7 +17,7 @@ from .data import ModularTask, make_data
 from .models import EnsembleMLP
 from .provenance import training_hash
 from .training import (TrainConfig, PER_MEMBER, train, atomic_write, default_device, StackedOptimizer,
-                             train_memory, n_train_rows, build_training, TrainResult, config_data)
+                             train_memory, n_train_rows, build_training, TrainResult, config_data, config_task, model_from_state)
 try: import fcntl
 except ImportError: fcntl = None  # no OS file locks (Windows): chunks are not locked
 
@@ -446,8 +446,8 @@ class SweepResult:
         if man is None or f.name not in man['files']: raise ValueError(f"no weights stored for run {run}: run the sweep with weights=True")
         dev = torch.device(device or default_device())
         cfg = c.config
-        m = EnsembleMLP.from_state(load_file(str(f), device=str(dev)), cfg.p, cfg.width, len(c.runs), act=cfg.act,
-                                   norm=cfg.norm, tied=cfg.tied, out_bias=cfg.out_bias, device=dev)
+        m = model_from_state(cfg, load_file(str(f), device=str(dev)), len(c.runs), device=dev)
+        if cfg.images: m.set_images(config_task(cfg).images(dev))  # the inputs are data, not stored weights
         return m.eval(), c.runs.index(run)
 
 def _collect(table, chunks, cache, ok: set | None = None):
@@ -557,11 +557,21 @@ def select(self: SweepResult, **settings) -> list[int]:
     return t.run[pick].astype(int).tolist()
 
 @patch
+def nearest(self: SweepResult, **settings) -> int:
+    "The run whose numeric settings are nearest to `settings` (summed distance; e.g. train_frac=0.8, noise=0.2) among the runs equal to its other settings."
+    exact = {k: v for k, v in settings.items() if not isinstance(v, numbers.Real) or isinstance(v, bool)}
+    runs = self.select(**exact) if exact else self.grid.run.astype(int).tolist()
+    if not runs: raise ValueError(f"no run of this sweep has {exact}")
+    t = self.grid.set_index('run').loc[runs]
+    dist = sum((t[k].astype(float) - float(v)).abs() for k, v in settings.items() if k not in exact) if len(exact) < len(settings) else pd.Series(0.0, index=t.index)
+    return int(dist.idxmin())
+
+@patch
 def train_result(self: SweepResult, run: int, device=None) -> tuple[TrainResult, int]:
     "The ensemble holding `run` as a `TrainResult` (model from the stored weights on `device`) and the run's member index."
     model, member = self.model(run, device)
     c = next(c for c in self.chunks if run in c.runs)
-    data = config_data(c.config, c.members).to(model.emb_a.device)
+    data = config_data(c.config, c.members).to(next(model.parameters()).device)
     history = self.history(c.runs)
     history = history.assign(member=history.run.map({r: i for i, r in enumerate(c.runs)})).drop(columns='run')
     res = self.results.set_index('run').loc[c.runs].reset_index()

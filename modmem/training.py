@@ -16,12 +16,14 @@ from .data import ModularTask, EnsembleData, make_data, check_fraction, check_mo
 from .models import EnsembleMLP, activation_name, init_std, NORMS, _per_member, ACTIVATIONS, _act_grad
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'LOSSES', 'EVAL_BUDGET', 'PER_MEMBER', 'DEVICE_TYPES', 'INCOMPLETE', 'CPU_TILE_FLOATS', 'STATE_TENSORS',
-           'StackedOptimizer', 'example_loss', 'eval_rows', 'evaluate', 'UsageError', 'TrainConfig', 'paper1_minibatch',
+__all__ = ['OPTIMIZERS', 'LOSSES', 'EVAL_BUDGET', 'PER_MEMBER', 'MODELS', 'DEFAULT_DEPTH', 'DEVICE_TYPES', 'INCOMPLETE',
+           'CPU_TILE_FLOATS', 'STATE_TENSORS', 'StackedOptimizer', 'example_loss', 'eval_rows', 'model_row_floats',
+           'weight_norms', 'evaluate', 'UsageError', 'image_sets', 'task_rows', 'TrainConfig', 'paper1_minibatch',
            'default_device', 'check_device', 'TrainResult', 'check_out', 'write_run', 'atomic_write', 'member_params',
-           'n_train_rows', 'train_memory', 'available_memory', 'run_memory', 'check_memory', 'cpu_allocator_tuning',
-           'auto_member_chunk', 'auto_row_chunk', 'slice_grads', 'TrainStep', 'config_data', 'config_model',
-           'member_frame', 'build_training', 'train', 'plot_curves']
+           'n_train_rows', 'model_sizes', 'train_memory', 'available_memory', 'run_memory', 'check_memory',
+           'cpu_allocator_tuning', 'auto_member_chunk', 'auto_row_chunk', 'slice_grads', 'TrainStep', 'config_task',
+           'config_data', 'model_class', 'config_model', 'model_from_state', 'member_frame', 'build_training', 'train',
+           'plot_curves']
 
 # %% ../nbs/02_training.ipynb #c005
 OPTIMIZERS = ('adamw', 'adam', 'sgd', 'muon')
@@ -147,10 +149,22 @@ def _masked_mean(x, mask):
 
 EVAL_BUDGET = {'cpu': 64 * 2 ** 20, 'cuda': 2 * 2 ** 30}  # bytes of hidden layer + logits per evaluation pass
 
-def eval_rows(n_members: int, width: int, n_out: int, device='cpu', budget: int | None = None) -> int:
-    "Rows per evaluation pass that keep one pass's hidden layer and logits (with their temporaries) within `budget` bytes."
+def eval_rows(n_members: int, width: int, n_out: int, device='cpu', budget: int | None = None,
+              row_floats: int | None = None) -> int:
+    "Rows per evaluation pass that keep one pass's activations and logits (with their temporaries) within `budget` bytes (`row_floats` per row and member, if the model says)."
     budget = budget or EVAL_BUDGET.get(torch.device(device).type, EVAL_BUDGET['cpu'])
-    return max(1, int(budget // (4 * n_members * (2 * width + 4 * n_out))))
+    return max(1, int(budget // (4 * n_members * (row_floats or (2 * width + 4 * n_out)))))
+
+def model_row_floats(model) -> int | None:
+    "Floats one example of one member keeps alive in a step, for models that say (`row_floats()`); None for the two-layer MLP's own model."
+    f = getattr(model, 'row_floats', None)
+    return f() if callable(f) else None
+
+def weight_norms(model) -> dict[str, torch.Tensor]:
+    "Frobenius norms [E] of a model's weights: its own `weight_norms()` if it has one, else U, V and W."
+    f = getattr(model, 'weight_norms', None)
+    if callable(f): return f()
+    return dict(norm_U=model.U.flatten(1).norm(dim=1), norm_V=model.V.flatten(1).norm(dim=1), norm_W=model.W.flatten(1).norm(dim=1))
 
 @torch.no_grad()
 def evaluate(model: EnsembleMLP, data: EnsembleData, loss: str = 'mse', chunk: int | None = None) -> dict[str, torch.Tensor]:
@@ -160,7 +174,7 @@ def evaluate(model: EnsembleMLP, data: EnsembleData, loss: str = 'mse', chunk: i
     pairs, labels = data.pairs, data.labels
     true = data.true_labels
     E, n = labels.shape
-    chunk = chunk or eval_rows(E, model.width, model.n_out, labels.device)
+    chunk = chunk or eval_rows(E, model.width, model.n_out, labels.device, row_floats=model_row_floats(model))
     out = {k: torch.empty(E, n, device=labels.device) for k in ('loss_noisy', 'loss_true', 'hit_noisy', 'hit_true')}
     finite = torch.ones(E, dtype=torch.bool, device=labels.device)  # members with a finite loss on every row
     for i in range(0, n, chunk):
@@ -182,8 +196,7 @@ def evaluate(model: EnsembleMLP, data: EnsembleData, loss: str = 'mse', chunk: i
         test_loss=_masked_mean(lt, test), test_acc=acc(ht, test),
         corrupted_loss=_masked_mean(ln, corr), corrupted_acc=acc(hn, corr),
         corrupted_true_acc=acc(ht, corr),
-        clean_loss=_masked_mean(lt, clean), clean_acc=acc(ht, clean),
-        norm_U=model.U.flatten(1).norm(dim=1), norm_V=model.V.flatten(1).norm(dim=1), norm_W=model.W.flatten(1).norm(dim=1))
+        clean_loss=_masked_mean(lt, clean), clean_acc=acc(ht, clean), **weight_norms(model))
 
 # %% ../nbs/02_training.ipynb #c014
 PER_MEMBER = ('lr', 'weight_decay', 'dropout', 'train_frac', 'noise', 'seed', 'split_seed', 'noise_seed')
@@ -203,6 +216,23 @@ def _check_real(name, v, low: float, high: float | None = None, strict: bool = F
     if not ok:
         rng = f"in [{low:g}, {high:g})" if high is not None else f"{'>' if strict else '>='} {low:g}"
         raise UsageError(f"{name} must be a finite number {rng}, got {v!r}")
+
+MODELS = {  # model family → what it is (`config_model` builds it)
+    'mlp': "paper 1's two-layer network f = W·φ(U[:, a] + V[:, b]) (+ μ) (modmem.models)",
+    'deep': "a ReLU MLP with `depth` weight layers on the one-hot pair, or on images for an image data set (modmem.deep, modmem.image_mlp)",
+    'transformer': "an encoder-only transformer with `depth` blocks and `heads` heads over the tokens (a, b) (modmem.transformer)",
+}
+DEFAULT_DEPTH = {'mlp': 2, 'deep': 3, 'transformer': 1}
+
+def image_sets() -> dict:
+    "The image data sets a config's `op` may name (modmem.image_mlp.IMAGE_SETS; imported when first asked)."
+    from modmem.image_mlp import IMAGE_SETS
+    return IMAGE_SETS
+
+def task_rows(cfg: 'TrainConfig') -> int:
+    "Rows of the task's table: p² pairs (p(p − 1) for division), or the images an image data set draws (`n_examples`, default all)."
+    if cfg.images: return cfg.n_examples or image_sets()[cfg.op]['size']
+    return n_pairs(cfg.op, cfg.p)
 
 @dataclass
 class TrainConfig:
@@ -226,6 +256,11 @@ class TrainConfig:
     norm: str | None = None
     tied: bool = False
     out_bias: bool = False
+    model: str = 'mlp'
+    depth: int | None = None
+    heads: int = 4
+    parameterization: str = 'standard'
+    n_examples: int | None = None
     init: str | float = 'paper1'
     init_scale: float = 1.0
     steps: int = 1000
@@ -243,9 +278,20 @@ class TrainConfig:
         vals = {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in vals.items()}
         return pd.DataFrame(list(itertools.product(*vals.values())), columns=list(vals))
 
+    @property
+    def layers(self) -> int:
+        "The model's depth: `depth`, or its family's default (two-layer MLP 2, deep MLP 3, transformer 1 block)."
+        return DEFAULT_DEPTH.get(self.model, 2) if self.depth is None else self.depth
+
+    @property
+    def images(self) -> bool:
+        "Whether `op` names an image data set rather than a modular operation."
+        return isinstance(self.op, str) and self.op in image_sets()
+
     def validate(self, members: pd.DataFrame):
         "Raise a clear error for any bad setting, before any work starts (cheap: the task's table is not built)."
-        check_task(self.op, self.p)
+        self.validate_model()
+        if not self.images: check_task(self.op, self.p)
         _check_int('width', self.width, 1); _check_int('steps', self.steps, 0)
         activation_name(self.act); check_mode(self.noise_mode)
         if self.loss not in LOSSES: raise ValueError(f"unknown loss {self.loss!r}: use one of {LOSSES}")
@@ -275,12 +321,45 @@ class TrainConfig:
             for v in members[k]: _check_real(k, v, 0)
         for k in ('seed', 'split_seed', 'noise_seed'):
             for v in members[k]: _check_int(k, v, 0, f"and <= {2 ** 63 - 1} (2**63 - 1)", high=2 ** 63 - 1)
-        pairs = n_pairs(self.op, self.p)
+        pairs = task_rows(self)
         for e, a in enumerate(members.train_frac): check_train_rows(a, pairs, e)
         if self.batch_size is not None:
             fewest = min(n_train_rows(self, a) for a in members.train_frac)
             if self.batch_size > fewest:
                 raise UsageError(f"batch_size {self.batch_size} exceeds the smallest training set ({fewest} rows): use batch_size <= {fewest}")
+
+    def validate_model(self):
+        "Raise a UsageError for a model family, depth, head count or data set the run cannot use (before any work)."
+        if self.model not in MODELS: raise UsageError(f"unknown model {self.model!r}: use one of {sorted(MODELS)}")
+        m, lo = self.model, {'mlp': 2, 'deep': 2, 'transformer': 1}[self.model]
+        if self.depth is not None: _check_int('depth', self.depth, lo, f"for model {m!r}")
+        if m == 'mlp' and self.layers != 2: raise UsageError(f"model 'mlp' is the two-layer network (depth 2), got depth={self.depth}: use model='deep'")
+        if m != 'mlp':
+            fixed = dict(tied=False, out_bias=False, init='paper1', init_scale=1.0) if m == 'deep' else dict(out_bias=False, init='paper1', init_scale=1.0)
+            for k, v in fixed.items():
+                if getattr(self, k) != v: raise UsageError(f"{k} is a setting of model 'mlp'; model {m!r} takes {k}={v!r}, got {getattr(self, k)!r}")
+            allowed = (None, 'batch') if m == 'deep' else (None,)
+            if self.norm not in allowed: raise UsageError(f"model {m!r} takes norm in {allowed}, got {self.norm!r}")
+        from modmem.deep import PARAMETERIZATIONS
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise UsageError(f"unknown parameterization {self.parameterization!r}: use one of {PARAMETERIZATIONS}")
+        if self.parameterization != 'standard' and m != 'deep':
+            raise UsageError(f"parameterization {self.parameterization!r} is a setting of model 'deep', not {m!r}")
+        _check_int('heads', self.heads, 1)
+        if m == 'transformer' and self.width % self.heads:
+            raise UsageError(f"the transformer's width (embedding) {self.width} must be a multiple of heads={self.heads}")
+        if self.n_examples is not None: _check_int('n_examples', self.n_examples, 2, "or None (the whole data set)")
+        if self.images:
+            sets = image_sets()
+            classes, size = sets[self.op]['classes'], sets[self.op]['size']
+            if m != 'deep': raise UsageError(f"image data set {self.op!r} is learned by model 'deep' (an image MLP), not {m!r}")
+            if self.p != classes: raise UsageError(f"image data set {self.op!r} has {classes} classes: set p={classes}")
+            if self.noise_mode not in ('uniform', 'wrong', 'uniform_low'):
+                raise UsageError(f"images have no (a, b) pairs: noise_mode must be 'uniform', 'wrong' or 'uniform_low', got {self.noise_mode!r}")
+            if self.split != 'seeded': raise UsageError(f"image data sets use split 'seeded', got {self.split!r}")
+            if self.n_examples is not None and self.n_examples > size:
+                raise UsageError(f"n_examples={self.n_examples} exceeds the {size} images of {self.op!r}")
+        elif self.n_examples is not None: raise UsageError(f"n_examples is a setting of image data sets ({sorted(image_sets())}), not op={self.op!r}")
 
     def to_dict(self): return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
@@ -412,13 +491,19 @@ def member_params(p: int, width: int, n_out: int | None = None, tied: bool = Fal
     return p * width * (1 if tied else 2) + width * C + (C if out_bias else 0) + (2 * width if norm else 0)
 
 def n_train_rows(cfg: TrainConfig, train_frac: float) -> int:
-    "Training rows of a member of `cfg` with train fraction `train_frac` (the split takes int(α · pairs))."
-    pairs = cfg.p * (cfg.p - 1) if cfg.op == 'div' else cfg.p ** 2
-    return int(train_frac * pairs)
+    "Training rows of a member of `cfg` with train fraction `train_frac` (the split takes int(α · rows))."
+    return int(train_frac * task_rows(cfg))
 
 def _row_floats(width: int, n_out: int, dropout: bool, norm) -> int:
     "Floats alive per training row of one member at the peak of a step (hidden-layer tensors and logit tensors)."
     return width * (6 + (3 if dropout else 0) + (4 if norm else 0)) + 6 * n_out
+
+def model_sizes(cfg: TrainConfig) -> tuple[int, int]:
+    "Parameters of one member of `cfg`'s model, and the floats one training row of one member keeps alive at a step's peak."
+    if cfg.model == 'mlp':
+        return member_params(cfg.p, cfg.width, None, cfg.tied, cfg.out_bias, cfg.norm), _row_floats(cfg.width, cfg.p, _has_dropout(cfg), cfg.norm)
+    m = config_model(cfg, cfg.member_table().iloc[:1], 'meta')  # shapes only: no memory, no random draws
+    return sum(q[0].numel() for q in m.parameters()), m.row_floats()
 
 def _has_dropout(cfg) -> bool:
     d = cfg.dropout
@@ -428,11 +513,11 @@ def train_memory(cfg: TrainConfig, n_members: int, rows: int, slice_members: int
                  n_pairs: int | None = None, device='cuda') -> dict[str, int]:
     "Bytes that training `n_members` members of `cfg` on `rows` rows per step needs on one `device` (type): a memory model."
     N, C = cfg.width, cfg.p
-    n_pairs = n_pairs or cfg.p ** 2
-    P = member_params(cfg.p, N, None, cfg.tied, cfg.out_bias, cfg.norm)
+    n_pairs = n_pairs or task_rows(cfg)
+    P, per_row = model_sizes(cfg)
     state = 4 * n_members * P * (2 + STATE_TENSORS[cfg.optimizer])  # weights, a slice's gradients, moments
     data = n_members * (n_pairs * 11 + rows * 32)  # labels and masks over the table; gathered rows, labels, weights
-    per_row = _row_floats(N, C, _has_dropout(cfg), cfg.norm)
+    if cfg.images: data += 4 * n_pairs * image_sets()[cfg.op]['inputs']  # the images, shared by every member
     if torch.device(device).type == 'cpu':  # a slice is one cache tile (whole batches under BatchNorm)
         tile_rows = rows if cfg.norm == 'batch' else min(rows, max(1, CPU_TILE_FLOATS // N))
         n = min(n_members, max(1, CPU_TILE_FLOATS // (rows * N)))
@@ -440,7 +525,8 @@ def train_memory(cfg: TrainConfig, n_members: int, rows: int, slice_members: int
     else:
         n = min(n_members, slice_members or n_members)
         activations, eval_pass = 4 * n * rows * per_row, EVAL_BUDGET['cuda']
-    evaluation = 4 * n_members * n_pairs * 4 + min(eval_pass, 4 * n_members * n_pairs * (2 * N + 4 * C))
+    eval_row = 2 * N + 4 * C if cfg.model == 'mlp' else per_row
+    evaluation = 4 * n_members * n_pairs * 4 + min(eval_pass, 4 * n_members * n_pairs * eval_row)
     return dict(state=state, data=data, activations=activations, evaluation=evaluation,
                 total=state + data + max(activations, evaluation))
 
@@ -464,7 +550,7 @@ def available_memory(device) -> int | None:
 
 def run_memory(cfg: TrainConfig, members: pd.DataFrame, device) -> dict[str, int]:
     "Bytes `train` needs for `cfg` and its member table: on the device (`train_memory`) and on the host, where the p² table and every member's split over it are built first."
-    E, n = len(members), n_pairs(cfg.op, cfg.p)
+    E, n = len(members), task_rows(cfg)
     rows = cfg.batch_size or max(n_train_rows(cfg, a) for a in members.train_frac)
     dev = torch.device(device)
     on_device = train_memory(cfg, E, rows, device=dev.type)['total']
@@ -505,7 +591,7 @@ def auto_member_chunk(model, batch: int, device, memory: int | None = None) -> i
     if dev.type == 'cpu': return max(1, min(E, CPU_TILE_FLOATS // (batch * N)))
     if dev.type != 'cuda': return E
     memory = memory if memory is not None else _free_memory(dev)
-    per_row = _row_floats(N, model.n_out, model.has_dropout, model.norm)
+    per_row = model_row_floats(model) or _row_floats(N, model.n_out, model.has_dropout, model.norm)
     return max(1, min(E, int(0.8 * memory // (4 * batch * per_row))))
 
 def auto_row_chunk(model, batch: int, members: int, device) -> int:
@@ -575,7 +661,7 @@ class TrainStep:
         self.manual = (model.norm is None and getattr(model, 'manual_grads', False)) if manual is None else manual  # slice_grads, else autograd
         self.names = names
         self.grads = {k: torch.zeros_like(q) for k, q in model.named_parameters()} if self.manual else None  # reused every step
-        dev = model.emb_a.device
+        dev = next(model.parameters()).device
         E = model.n_members
         idx, valid = data.train_index()
         self.n_train = n = data.n_train  # host integers, read once
@@ -613,7 +699,8 @@ class TrainStep:
         for k, (sl, a, b, y, valid, w, T) in enumerate(self.slices if self.batches is None else self._minibatch(step)):
             mask = None
             if m.training and self.dropout[k]:
-                mask = m.dropout_mask((sl.stop - sl.start, T, m.width), sl, step)
+                n_sl = sl.stop - sl.start
+                mask = m.dropout_mask(m.mask_shape(n_sl, T) if hasattr(m, 'mask_shape') else (n_sl, T, m.width), sl, step)
             if self.manual:
                 params = {n: q.detach()[sl] for n, q in m.named_parameters()}
                 grads = {n: g[sl] for n, g in self.grads.items()}
@@ -636,17 +723,42 @@ class TrainStep:
             opt.update(grads, sl, params)
 
 # %% ../nbs/02_training.ipynb #c022c
-def config_data(cfg: TrainConfig, members: pd.DataFrame | None = None) -> EnsembleData:
-    "The stacked data `train` builds for `cfg` and its member table."
+def config_task(cfg: TrainConfig):
+    "The task table of `cfg`: a `ModularTask`, or the images of an image data set (`modmem.image_mlp.image_task`)."
+    if cfg.images:
+        from modmem.image_mlp import image_task
+        return image_task(cfg.op, cfg.n_examples)
+    return ModularTask(cfg.op, cfg.p)
+
+def config_data(cfg: TrainConfig, members: pd.DataFrame | None = None, task=None) -> EnsembleData:
+    "The stacked data `train` builds for `cfg` and its member table (over `task`, default `config_task(cfg)`)."
     members = cfg.member_table() if members is None else members
-    return make_data(ModularTask(cfg.op, cfg.p), members.train_frac.tolist(), members.noise.tolist(), cfg.noise_mode,
+    return make_data(task or config_task(cfg), members.train_frac.tolist(), members.noise.tolist(), cfg.noise_mode,
                      members.split_seed.astype(int).tolist(), members.noise_seed.astype(int).tolist(), cfg.split)
 
+def model_class(cfg: TrainConfig) -> tuple[type, dict]:
+    "The ensemble class of `cfg`'s model family and the constructor settings `cfg` fixes for it (besides p, width, members, seeds, dropout)."
+    if cfg.model == 'mlp': return EnsembleMLP, dict(act=cfg.act, norm=cfg.norm, tied=cfg.tied, out_bias=cfg.out_bias)
+    if cfg.model == 'deep' and cfg.images:
+        from modmem.image_mlp import EnsembleImageMLP
+        return EnsembleImageMLP, dict(depth=cfg.layers, act=cfg.act, n_inputs=image_sets()[cfg.op]['inputs'])
+    if cfg.model == 'deep':
+        from modmem.deep import EnsembleDeepMLP
+        return EnsembleDeepMLP, dict(depth=cfg.layers, act=cfg.act, parameterization=cfg.parameterization, norm=cfg.norm)
+    from modmem.transformer import EnsembleTransformer
+    return EnsembleTransformer, dict(depth=cfg.layers, heads=cfg.heads, act=cfg.act, tied=cfg.tied)
+
 def config_model(cfg: TrainConfig, members: pd.DataFrame, device=None) -> EnsembleMLP:
-    "The freshly initialized ensemble `train` builds for `cfg` and its member table, on `device`."
-    return EnsembleMLP(cfg.p, cfg.width, len(members), act=cfg.act, init=cfg.init, init_scale=cfg.init_scale,
-                       seeds=members.seed.astype(int).tolist(), dropout=members.dropout.tolist(), norm=cfg.norm,
-                       tied=cfg.tied, out_bias=cfg.out_bias, device=device)
+    "The freshly initialized ensemble `train` builds for `cfg` and its member table, on `device` (any model family)."
+    cls, settings = model_class(cfg)
+    if cfg.model == 'mlp': settings.update(init=cfg.init, init_scale=cfg.init_scale)
+    return cls(cfg.p, cfg.width, len(members), seeds=members.seed.astype(int).tolist(), dropout=members.dropout.tolist(),
+               device=device, **settings)
+
+def model_from_state(cfg: TrainConfig, state: dict, n_members: int, device=None) -> EnsembleMLP:
+    "The ensemble of `cfg`'s model family holding the weights of `state` (no random init), on `device`."
+    cls, settings = model_class(cfg)
+    return cls.from_state(state, cfg.p, cfg.width, n_members, device=device, **settings)
 
 def member_frame(cfg: TrainConfig, members: pd.DataFrame | list[dict] | None = None) -> pd.DataFrame:
     "The member table of `cfg`, or `members` completed with `cfg`'s values for the knobs it lacks."
@@ -663,6 +775,7 @@ def build_training(cfg: TrainConfig, members: pd.DataFrame, device, member_chunk
     device = torch.device(device)
     data = config_data(cfg, members).to(device)
     model = config_model(cfg, members, device).train()
+    if cfg.images: model.set_images(data.task.images(device))  # the inputs the image MLP looks up
     opt = StackedOptimizer(list(model.parameters()), members.lr.tolist(), members.weight_decay.tolist(), cfg.optimizer,
                            tuple(cfg.betas), cfg.eps, cfg.momentum)
     gen = torch.Generator(device).manual_seed(int(members.seed.iloc[0]))  # minibatch permutations
@@ -682,7 +795,7 @@ def train(config: TrainConfig, members: pd.DataFrame | list[dict] | None = None,
     data, model, _, step_fn = build_training(cfg, members, device)
     E = len(members)
     log_at, logged = set(_log_steps(cfg.log_every, cfg.steps)), []
-    eval_chunk = eval_rows(E, model.width, model.n_out, device)
+    eval_chunk = eval_rows(E, model.width, model.n_out, device, row_floats=model_row_floats(model))
     diverged = torch.zeros(E, dtype=torch.bool, device=device)  # on the device: updated at logging steps only
     has_test = data.test.any(1)
 
@@ -691,7 +804,7 @@ def train(config: TrainConfig, members: pd.DataFrame | list[dict] | None = None,
         for name, fn in (metrics or {}).items(): m[name] = fn(model)
         logged.append((step, m))
         diverged.logical_or_(~torch.isfinite(m['train_loss']) | (has_test & ~torch.isfinite(m['test_loss'])))
-        for q in model.parameters(): diverged.logical_or_(~torch.isfinite(q.detach().flatten(1)).all(1))
+        for q in model.parameters(): diverged.logical_or_(~torch.isfinite(q.detach().flatten(1)).all(1))  # every parameter is [E, ...]
 
     model.train()
     for step in tqdm(range(cfg.steps + 1), disable=not progress, desc='train', leave=False):

@@ -34,8 +34,8 @@ def _interrupt(tmp_path, sig, plain):
     "Run `modmem reproduce` on [quick, slow, never reached] notebooks, send `sig` while the slow one runs; return (rc, output, pids)."
     ex, out, pids = tmp_path / 'experiments', tmp_path / 'figs', tmp_path / 'pids'
     ex.mkdir()
-    _fake(ex, 'p1_curves'); _fake(ex, 'p1_ipr', SLOW); _fake(ex, 'p2_dynamics')
-    cmd = [str(MODMEM), 'reproduce', '--preset', 'smoke', '--only', 'p1_curves', 'p1_ipr', 'p2_dynamics', '--jobs', '1',
+    _fake(ex, 'p1_curves'); _fake(ex, 'p1_ipr', SLOW); _fake(ex, 'p2_partition')
+    cmd = [str(MODMEM), 'reproduce', '--preset', 'smoke', '--only', 'p1_curves', 'p1_ipr', 'p2_partition', '--jobs', '1',
            '--out', str(out), '--experiments', str(ex)] + (['--plain'] if plain else [])
     proc = subprocess.Popen(cmd, env=dict(os.environ, FAKE_PIDS=str(pids)), start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -70,7 +70,7 @@ def test_signal_stops_everything_and_records_interrupted(tmp_path, sig, plain):
     rec = read_record(out, 'smoke', 'p1_ipr')
     assert rec['status'] == 'interrupted' and signal.Signals(sig).name in rec['error'], rec
     assert read_record(out, 'smoke', 'p1_curves')['status'] == 'ok'
-    assert read_record(out, 'smoke', 'p2_dynamics') is None            # never started
+    assert read_record(out, 'smoke', 'p2_partition') is None           # never started: it reads p2_filtration's networks, so it runs last
     idx = index_table(out, 'smoke').set_index('id')
     made_by = json.loads((out / 'smoke' / 'p1-fig01.json').read_text())['source_hash']
     assert idx.loc['p1-fig02', 'status'] == 'interrupted'
