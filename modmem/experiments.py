@@ -110,6 +110,11 @@ class Experiment:
         if c.config.images: model.set_images(config_task(c.config).images(dev))
         return model.eval(), c.runs.index(run)
 
+    def before_after(self, res: SweepResult, run: int, fn) -> dict:
+        "`fn(model)` (a per-member tensor [E, ...]) of `run` at its initialization and after training, as numpy arrays: {'init': …, 'final': …}."
+        (final, m, _), (init, _) = self.network(res, run), self.initial(res, run)
+        return {'init': fn(init)[m].detach().cpu().numpy(), 'final': fn(final)[m].detach().cpu().numpy()}
+
     def _check(self, id):
         e = entry(id)
         if e.notebook != self.notebook:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .models import ACTIVATIONS, activation_name, EnsembleMLP, _per_member
+from .models import ACTIVATIONS, activation_name, EnsembleMLP, _member_knobs
 from .images import load_mnist, load_digits_dataset
 
 # %% auto #0
@@ -89,11 +89,7 @@ class EnsembleImageMLP(nn.Module):
         if depth < 2: raise ValueError(f"depth must be >= 2 (weight layers), got {depth}")
         self.p, self.width, self.n_members, self.n_out, self.depth, self.n_inputs = p, width, n_members, n_out or p, depth, n_inputs
         self.act = act
-        seeds = [seeds] * n_members if isinstance(seeds, int) else [int(s) for s in seeds]
-        if len(seeds) != n_members: raise ValueError(f"seeds needs {n_members} values, got {len(seeds)}")
-        self.seeds = seeds
-        rates = _per_member(dropout, n_members, 'dropout')
-        if ((rates < 0) | (rates >= 1)).any(): raise ValueError(f"dropout must be in [0, 1), got {rates.tolist()}")
+        self.seeds, rates = _member_knobs(seeds, dropout, n_members)
         device = torch.device(device if device is not None else 'cpu')
         E, N, C, L = n_members, width, self.n_out, depth - 2
         shapes = dict(first=(E, n_inputs, N), inner=(E, L, N, N) if L else None, unemb=(E, N, C))

@@ -101,6 +101,14 @@ def _per_member(value, E: int, name: str) -> torch.Tensor:
     if t.numel() != E: raise ValueError(f"{name} needs one value or {E} values (one per member), got {t.numel()}")
     return t
 
+def _member_knobs(seeds, dropout, E: int) -> tuple[list[int], torch.Tensor]:
+    "Each of E members' seed (one int for all, or one per member) and dropout rate in [0, 1) (a tensor [E] on the CPU), checked."
+    seeds = [seeds] * E if isinstance(seeds, int) else [int(s) for s in seeds]
+    if len(seeds) != E: raise ValueError(f"seeds needs {E} values, got {len(seeds)}")
+    rates = _per_member(dropout, E, 'dropout')
+    if ((rates < 0) | (rates >= 1)).any(): raise ValueError(f"dropout must be in [0, 1), got {rates.tolist()}")
+    return seeds, rates
+
 DROPOUT_LEVELS = 65536  # dropout masks compare 16 random bits per element with round(rate·65536)
 
 class EnsembleMLP(nn.Module):
@@ -115,11 +123,7 @@ class EnsembleMLP(nn.Module):
         if width < 1 or n_members < 1: raise ValueError(f"width and n_members must be >= 1, got {width}, {n_members}")
         self.p, self.width, self.n_members, self.n_out = p, width, n_members, n_out or p
         self.act, self.norm, self.tied = act, norm, tied
-        seeds = [seeds] * n_members if isinstance(seeds, int) else [int(s) for s in seeds]
-        if len(seeds) != n_members: raise ValueError(f"seeds needs {n_members} values, got {len(seeds)}")
-        self.seeds = seeds
-        rates = _per_member(dropout, n_members, 'dropout')
-        if ((rates < 0) | (rates >= 1)).any(): raise ValueError(f"dropout must be in [0, 1), got {rates.tolist()}")
+        self.seeds, rates = _member_knobs(seeds, dropout, n_members)
         device = torch.device(device if device is not None else 'cpu')
         shapes = dict(emb_a=(n_members, p, width), emb_b=None if tied else (n_members, p, width),
                       unemb=(n_members, width, self.n_out))

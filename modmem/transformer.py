@@ -9,7 +9,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .models import ACTIVATIONS, activation_name, EnsembleMLP, _per_member
+from .models import ACTIVATIONS, activation_name, EnsembleMLP, _member_knobs
 from .fourier import ipr
 
 # %% auto #0
@@ -33,11 +33,7 @@ class EnsembleTransformer(nn.Module):
         self.p, self.width, self.n_members, self.n_out = p, width, n_members, p
         self.depth, self.heads, self.mlp_factor, self.tied = depth, heads, mlp_factor, tied
         self.act = act
-        seeds = [seeds] * n_members if isinstance(seeds, int) else [int(s) for s in seeds]
-        if len(seeds) != n_members: raise ValueError(f"seeds needs {n_members} values, got {len(seeds)}")
-        self.seeds = seeds
-        rates = _per_member(dropout, n_members, 'dropout')
-        if ((rates < 0) | (rates >= 1)).any(): raise ValueError(f"dropout must be in [0, 1), got {rates.tolist()}")
+        self.seeds, rates = _member_knobs(seeds, dropout, n_members)
         device = torch.device(device if device is not None else 'cpu')
         w = self._shapes() if device.type == 'meta' else self._weights()
         for k, v in w.items(): setattr(self, k, nn.Parameter(v.to(device) if device.type != 'meta' else torch.empty(v, device=device)))
