@@ -10,11 +10,11 @@ import pandas as pd
 import torch
 from .models import EnsembleMLP, ACTIVATIONS
 from .data import EnsembleData
-from .training import TrainConfig, TrainResult, train, example_loss, config_data, default_device
+from .training import TrainConfig, TrainResult, train, example_loss, default_device, Metric, LOSSES
 
 # %% auto #0
-__all__ = ['PHASE_COLORS', 'PAPER2', 'stage_steps', 'plot_stages', 'noisy_lead', 'per_example_grad_norms', 'grad_norm_metrics',
-           'dynamics_runs', 'plot_memorization_speed']
+__all__ = ['PHASE_COLORS', 'PAPER2', 'stage_steps', 'plot_stages', 'noisy_lead', 'per_example_grad_norms', 'grad_norm_means',
+           'grad_norm_metrics', 'dynamics_runs', 'plot_memorization_speed']
 
 # %% ../nbs/06_dynamics.ipynb #c005
 def _first(steps, cond, after=-math.inf):
@@ -96,25 +96,18 @@ def per_example_grad_norms(model: EnsembleMLP, data: EnsembleData, loss: str = '
     sq = g.pow(2).sum(-1) * (h.detach().pow(2).sum(-1) + (1.0 if model.bias is not None else 0.0)) + 2 * delta.pow(2).sum(-1)
     return sq.sqrt().masked_fill(~data.train, math.nan)
 
-def _weights_key(model) -> tuple:
-    "Changes whenever a parameter is replaced or updated in place (an optimizer step)."
-    return (id(model),) + tuple((q.data_ptr(), q._version) for q in model.parameters())
+def grad_norm_means(model: EnsembleMLP, data: EnsembleData, loss: str = 'ce') -> dict:
+    "Mean per-example gradient norm over the noisy and over the clean training examples: {'noisy': [E], 'clean': [E]}."
+    data = data.to(model.emb_a.device)
+    norms = torch.nan_to_num(per_example_grad_norms(model, data, loss))
+    masks = torch.stack([data.corrupted, data.clean]).to(norms.dtype)  # [2, E, n]
+    means = (norms * masks).sum(-1) / masks.sum(-1)
+    return dict(noisy=means[0], clean=means[1])
 
-def grad_norm_metrics(data: EnsembleData, loss: str = 'ce'):
-    "Metrics for `train`: mean per-example gradient norm on the noisy and on the clean training examples."
-    cache = {}
-    def means(model):
-        dev = model.emb_a.device
-        if cache.get('device') != dev:  # once: the data and the two subset masks [2, E, n] on the model's device
-            d = data.to(dev)
-            masks = torch.stack([d.corrupted, d.clean]).to(model.emb_a.dtype)
-            cache.update(device=dev, data=d, masks=masks, counts=masks.sum(-1), key=None)
-        key = _weights_key(model)
-        if cache['key'] != key:  # once per logged step, for both metrics
-            norms = torch.nan_to_num(per_example_grad_norms(model, cache['data'], loss))
-            cache.update(key=key, value=(norms * cache['masks']).sum(-1) / cache['counts'])
-        return cache['value']
-    return {'grad_norm_noisy': lambda m: means(m)[0], 'grad_norm_clean': lambda m: means(m)[1]}
+def grad_norm_metrics(loss: str = 'ce') -> dict:
+    "Metrics for `train`: `grad_norm_noisy` and `grad_norm_clean` (`grad_norm_means`) at every logged step."
+    if loss not in LOSSES: raise ValueError(f"unknown loss {loss!r}: use one of {LOSSES}")
+    return {'grad_norm': Metric(grad_norm_means, loss=loss)}
 
 # %% ../nbs/06_dynamics.ipynb #c025
 def dynamics_runs(widths=(65, 257, 1025), p: int = 59, noise: float = 0.3, steps: int = 150, seeds=(0,),
@@ -126,8 +119,7 @@ def dynamics_runs(widths=(65, 257, 1025), p: int = 59, noise: float = 0.3, steps
     for w in widths:
         cfg = TrainConfig(**{**PAPER2, 'p': p, 'width': w, 'noise': noise, 'steps': steps, 'seed': list(seeds),
                              'log_every': log_every, **overrides})
-        metrics = grad_norm_metrics(config_data(cfg).to(device), cfg.loss) if grad_norms else None
-        out[w] = train(cfg, device=device, progress=False, metrics=metrics)
+        out[w] = train(cfg, device=device, progress=False, metrics=grad_norm_metrics(cfg.loss) if grad_norms else None)
     return out
 
 # %% ../nbs/06_dynamics.ipynb #c026

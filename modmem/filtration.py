@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 from .data import EnsembleData
 from .models import EnsembleMLP
-from .training import evaluate
+from .training import evaluate, Metric
 from .fourier import neuron_vectors, dominant_frequency, check_index, _dlog_index, DOMINANT
 
 # %% auto #0
@@ -106,23 +106,25 @@ def filtration_accuracy(model: EnsembleMLP, data: EnsembleData, loss: str = 'ce'
     return pd.DataFrame(rows)
 
 # %% ../nbs/03a_filtration.ipynb #c016
-def filtration_metric(data: EnsembleData, network: str = 'G', metric: str = 'test_acc', loss: str = 'ce', **kwargs):
-    "A trainer metric: `metric` (a key of `evaluate`) of f^G or f^R on `data`; keyword arguments go to `frequency_filtration`."
+class _Filtered(Metric):
+    "A `Metric` that keeps its f^G / f^R model between calls (not a parameter: it stays out of the cache key)."
+    def __call__(self, model, data): return self.fn(model, data, self.__dict__.setdefault('cache', {}), **self.params)
+
+def _filtered_metric(model, data, cache, network, metric, loss, **kwargs):
+    key = (str(model.emb_a.device), model.p, model.width, model.n_members, model.act, model.norm, model.tied,
+           model.bias is not None, model.n_out, tuple(model.dropout_rates))
+    state = _filtered_states(model, network, **kwargs)[0][network]
+    if cache.get('key') != key: cache.update(key=key, net=_like(model, state))  # first call (or another model)
+    else: cache['net'].load_state_dict(state)
+    out = evaluate(cache['net'], data.to(model.emb_a.device), loss)
+    if metric not in out: raise ValueError(f"unknown metric {metric!r}: use one of {sorted(out)}")
+    return out[metric]
+
+def filtration_metric(network: str = 'G', metric: str = 'test_acc', loss: str = 'ce', **kwargs) -> Metric:
+    "A trainer metric `(model, data) -> [E]`: `metric` (a key of `evaluate`) of f^G or f^R; keyword arguments go to `frequency_filtration`."
     if network not in ('G', 'R'): raise ValueError(f"network must be 'G' or 'R', got {network!r}")
     _check_filtration(**kwargs)
-    cache = {}
-    def fn(model):
-        dev = model.emb_a.device
-        key = (str(dev), model.p, model.width, model.n_members, model.act, model.norm, model.tied, model.bias is not None,
-               model.n_out, tuple(model.dropout_rates))
-        state = _filtered_states(model, network, **kwargs)[0][network]
-        if cache.get('key') != key:  # first call (or another model): data and the filtered model on its device, once
-            cache.update(key=key, data=data.to(dev), net=_like(model, state))
-        else: cache['net'].load_state_dict(state)
-        out = evaluate(cache['net'], cache['data'], loss)
-        if metric not in out: raise ValueError(f"unknown metric {metric!r}: use one of {sorted(out)}")
-        return out[metric]
-    return fn
+    return _Filtered(_filtered_metric, network=network, metric=metric, loss=loss, **kwargs)
 
 # %% ../nbs/03a_filtration.ipynb #c019
 PHASE_SIGNS = {'add': 1, 'mul': 1, 'sub': -1, 'div': -1}

@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 import torch
 from .data import is_prime
 from .models import EnsembleMLP
+from .training import Metric
 
 # %% auto #0
 __all__ = ['CONVENTIONS', 'INDEXINGS', 'DOMINANT', 'neuron_vectors', 'check_convention', 'spectrum', 'ipr', 'check_index',
@@ -106,10 +107,14 @@ def mean_ipr(model: EnsembleMLP | torch.Tensor, **kwargs) -> torch.Tensor:
     "Mean neuron IPR of every member [E] (NaN neurons skipped); keyword arguments as in `neuron_ipr`."
     return neuron_ipr(model, **kwargs).nanmean(-1)
 
-def ipr_metric(**kwargs) -> Callable[[EnsembleMLP], torch.Tensor]:
-    "A trainer metric `model -> mean IPR [E]`; keyword arguments as in `neuron_ipr`."
-    def metric(model): return mean_ipr(model, **kwargs).float()
-    return metric
+def _ipr_metric(model, data, **kwargs) -> torch.Tensor: return mean_ipr(model, **kwargs).float()
+
+def ipr_metric(**kwargs) -> Metric:
+    "A trainer metric `(model, data) -> mean IPR [E]`; keyword arguments as in `neuron_ipr` (checked now)."
+    bad = sorted(set(kwargs) - {'r', 'convention', 'index', 'g'})
+    if bad: raise TypeError(f"ipr_metric takes r, convention, index, g (as neuron_ipr), not {bad}")
+    check_convention(kwargs.get('convention', 'rfft')); check_index(kwargs.get('index', 'raw'))
+    return Metric(_ipr_metric, **kwargs)
 
 DOMINANT = ('shared', 'vector', 'w')
 

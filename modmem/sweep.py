@@ -16,7 +16,7 @@ from fastcore.basics import patch
 from .data import ModularTask, make_data
 from .models import EnsembleMLP
 from .provenance import training_hash
-from .training import (TrainConfig, PER_MEMBER, train, atomic_write, default_device, StackedOptimizer,
+from .training import (TrainConfig, PER_MEMBER, train, check_metrics, metric_key, atomic_write, default_device, StackedOptimizer,
                              train_memory, n_train_rows, build_training, TrainResult, config_data, config_task, model_from_state)
 try: import fcntl
 except ImportError: fcntl = None  # no OS file locks (Windows): chunks are not locked
@@ -25,7 +25,7 @@ except ImportError: fcntl = None  # no OS file locks (Windows): chunks are not l
 __all__ = ['CONFIG_FIELDS', 'SHARED', 'SCHEMA', 'TRAINING_HASH', 'MANIFEST', 'LOCK', 'EXECUTORS', 'expand_grid', 'Chunk',
            'config_key', 'check_shared', 'check_chunk', 'memory_budget', 'chunk_limit', 'plan_sweep', 'run_chunk',
            'CacheWarning', 'default_cache', 'chunk_problem', 'chunk_done', 'save_chunk', 'ChunkLock', 'chunk_lock',
-           'SweepResult', 'sweep', 'chunk_throughput', 'sweep_throughput']
+           'SweepResult', 'sweep_extra', 'sweep', 'chunk_throughput', 'sweep_throughput']
 
 # %% ../nbs/05_sweep.ipynb #c005
 CONFIG_FIELDS = tuple(f.name for f in fields(TrainConfig))
@@ -216,7 +216,7 @@ def run_chunk(chunk: Chunk, device: str | None = None, metrics: dict | None = No
     results = res.results.join(_peaks(res.history), on='member')
     neurons = []
     for name, fn in (neuron_metrics or {}).items():
-        v = torch.as_tensor(fn(res.model)).detach().float().cpu()
+        v = torch.as_tensor(fn(res.model, res.data)).detach().float().cpu()
         if v.shape != (len(chunk.runs), chunk.config.width):
             raise ValueError(f"neuron metric {name!r} must give [members, width] = {(len(chunk.runs), chunk.config.width)}, got {tuple(v.shape)}")
         results[f'{name}_mean'] = v.mean(1).numpy()
@@ -464,13 +464,19 @@ def _collect(table, chunks, cache, ok: set | None = None):
     res = res[['run'] + [c for c in res.columns if c not in table.columns]]
     return table.merge(res, on='run', how='inner').sort_values('run').reset_index(drop=True)
 
+def sweep_extra(metrics: dict | None = None, neuron_metrics: dict | None = None) -> dict:
+    "What a sweep's chunk keys hold besides the config: `metric_key` of every extra metric (checked first)."
+    check_metrics(metrics); check_metrics(neuron_metrics)
+    return dict(metrics={k: metric_key(f) for k, f in sorted((metrics or {}).items())},
+                neuron_metrics={k: metric_key(f) for k, f in sorted((neuron_metrics or {}).items())})
+
 def sweep(base: TrainConfig, grid: dict, cache: str | Path | None = None, chunk_size: int | None = None, executor=None,
           n_workers: int | None = None, device: str | None = None, metrics: dict | None = None,
           neuron_metrics: dict | None = None, weights: bool = False, max_chunks: int | None = None,
           threads: int | None = None, progress: bool = True, memory: float | None = None, mix_sizes: bool = False) -> SweepResult:
     "Train every point of `grid` (over `base`) in cached, checksummed, locked chunks of batched ensembles; return the results table."
     t0 = time.perf_counter()
-    extra = dict(metrics=sorted(metrics or {}), neuron_metrics=sorted(neuron_metrics or {}))
+    extra = sweep_extra(metrics, neuron_metrics)
     table, chunks = plan_sweep(base, grid, chunk_size, extra, device, memory, mix_sizes)  # checks every chunk
     if executor is not None and not (executor == 'processes' or isinstance(executor, cf.Executor) or hasattr(executor, 'get_executor')
                                      or (isinstance(executor, str) and ':' in executor)):

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_training.ipynb #c002
 from __future__ import annotations
-import itertools, json, math, numbers, os, shutil, tempfile, time, uuid
+import functools, hashlib, inspect, itertools, json, math, numbers, os, shutil, tempfile, time, uuid
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,9 +21,9 @@ __all__ = ['OPTIMIZERS', 'LOSSES', 'EVAL_BUDGET', 'PER_MEMBER', 'MODELS', 'DEFAU
            'weight_norms', 'evaluate', 'UsageError', 'image_sets', 'task_rows', 'TrainConfig', 'paper1_minibatch',
            'default_device', 'check_device', 'TrainResult', 'check_out', 'write_run', 'atomic_write', 'member_params',
            'n_train_rows', 'model_sizes', 'train_memory', 'available_memory', 'run_memory', 'check_memory',
-           'cpu_allocator_tuning', 'auto_member_chunk', 'auto_row_chunk', 'slice_grads', 'TrainStep', 'config_task',
-           'config_data', 'model_class', 'config_model', 'model_from_state', 'member_frame', 'build_training', 'train',
-           'plot_curves']
+           'cpu_allocator_tuning', 'auto_member_chunk', 'auto_row_chunk', 'slice_grads', 'TrainStep', 'Metric',
+           'metric_key', 'check_metrics', 'metric_values', 'config_task', 'config_data', 'model_class', 'config_model',
+           'model_from_state', 'member_frame', 'build_training', 'train', 'plot_curves']
 
 # %% ../nbs/02_training.ipynb #c005
 OPTIMIZERS = ('adamw', 'adam', 'sgd', 'muon')
@@ -722,6 +722,54 @@ class TrainStep:
                 else: torch._foreach_add_(grads, g)
             opt.update(grads, sl, params)
 
+# %% ../nbs/02_training.ipynb #c022x
+def _qualname(fn) -> str: return f"{getattr(fn, '__module__', None) or '?'}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+def _params(kw: dict) -> str: return ', '.join(f'{k}={v!r}' for k, v in sorted(kw.items()))
+_SIMPLE = (numbers.Number, str, bool, type(None))
+
+class Metric:
+    "A trainer metric `fn(model, data, **params)` (a tensor [E] or a dict of them) named, in cache keys, by `fn` and `params`."
+    def __init__(self, fn: Callable, **params): self.fn, self.params = fn, params
+    def __call__(self, model, data): return self.fn(model, data, **self.params)
+    @property
+    def key(self) -> str: return f"{_qualname(self.fn)}({_params(self.params)})"
+    def __repr__(self) -> str: return f"Metric({self.key})"
+
+def _simple(v) -> bool: return isinstance(v, _SIMPLE) or (isinstance(v, tuple) and all(map(_simple, v)))
+
+def metric_key(fn: Callable) -> str:
+    "What names the metric `fn` in a cache key: name and parameters (`Metric`, `functools.partial`), else name, source hash and simple closure values."
+    if isinstance(fn, Metric): return fn.key
+    if isinstance(fn, functools.partial):
+        return f"{metric_key(fn.func)}({', '.join(map(repr, fn.args))}{'; ' if fn.args else ''}{_params(fn.keywords)})"
+    try: src = hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()[:12]
+    except (OSError, TypeError): src = 'no-source'
+    code = getattr(fn, '__code__', None)
+    cells = dict(zip(code.co_freevars, fn.__closure__ or ())) if code is not None else {}
+    closed = {k: c.cell_contents for k, c in cells.items() if _simple(getattr(c, 'cell_contents', object()))}
+    glob = getattr(fn, '__globals__', {})  # the simple globals it reads: a notebook's parameters, say
+    closed.update({k: glob[k] for k in (code.co_names if code is not None else ()) if k in glob and _simple(glob[k])})
+    return f"{_qualname(fn)}[{src}]" + (f"({_params(closed)})" if closed else '')
+
+def check_metrics(metrics: dict | None):
+    "Refuse, before any work, metrics that are not callables `fn(model, data)`."
+    if metrics is None: return
+    if not isinstance(metrics, dict): raise TypeError(f"metrics must be a dict {{name: fn(model, data)}}, got {type(metrics).__name__}")
+    for name, fn in metrics.items():
+        if not isinstance(name, str) or not callable(fn):
+            raise TypeError(f"metric {name!r}: give a name (str) and a callable fn(model, data), got {type(fn).__name__}")
+        try: inspect.signature(fn).bind(None, None)
+        except TypeError: raise TypeError(f"metric {name!r} must take (model, data): {metric_key(fn)} does not") from None
+        except ValueError: pass  # no signature to read (a builtin): it is called and may fail then
+
+def metric_values(metrics: dict | None, model, data) -> dict:
+    "Every metric of `metrics` on `model` and `data`: a tensor under its name, a dict's entries as `name_entry`."
+    out = {}
+    for name, fn in (metrics or {}).items():
+        v = fn(model, data)
+        out.update({f'{name}_{k}': t for k, t in v.items()} if isinstance(v, dict) else {name: v})
+    return out
+
 # %% ../nbs/02_training.ipynb #c022c
 def config_task(cfg: TrainConfig):
     "The task table of `cfg`: a `ModularTask`, or the images of an image data set (`modmem.image_mlp.image_task`)."
@@ -788,6 +836,7 @@ def train(config: TrainConfig, members: pd.DataFrame | list[dict] | None = None,
     cfg = config
     members = member_frame(cfg, members)
     cfg.validate(members)
+    check_metrics(metrics)
     device = check_device(device or default_device())
     check_memory(cfg, members, device)
     if device.type == 'cpu': torch.set_flush_denormal(True); cpu_allocator_tuning()
@@ -801,7 +850,9 @@ def train(config: TrainConfig, members: pd.DataFrame | list[dict] | None = None,
 
     def log(step):
         m = evaluate(model, data, cfg.loss, eval_chunk)
-        for name, fn in (metrics or {}).items(): m[name] = fn(model)
+        for name, v in metric_values(metrics, model, data).items():
+            if name in m: raise ValueError(f"metric {name!r} would overwrite the trainer's own {name!r}: rename it")
+            m[name] = v
         logged.append((step, m))
         diverged.logical_or_(~torch.isfinite(m['train_loss']) | (has_test & ~torch.isfinite(m['test_loss'])))
         for q in model.parameters(): diverged.logical_or_(~torch.isfinite(q.detach().flatten(1)).all(1))  # every parameter is [E, ...]

@@ -8,14 +8,14 @@ import pytest
 
 import modmem.sweep as S
 from modmem.training import TrainConfig
-from modmem.sweep import (sweep, plan_sweep, config_key, chunk_done, chunk_problem, chunk_lock, save_chunk, run_chunk,
+from modmem.sweep import (sweep, sweep_extra, plan_sweep, config_key, chunk_done, chunk_problem, chunk_lock, save_chunk, run_chunk,
                           CacheWarning, TRAINING_HASH, SCHEMA)
 
 BASE = TrainConfig(p=11, width=16, steps=3, noise=0.2, log_every=1)
 GRID = {'weight_decay': [0.0, 1.0], 'train_frac': [0.4, 0.6]}  # two chunks (two training-set sizes) of two members
 COLS = ['run', 'weight_decay', 'train_frac', 'train_acc', 'test_acc', 'train_loss', 'test_loss', 'peak_test_acc', 'wn_mean']
 KW = dict(progress=False, device='cpu', threads=1)
-wn = lambda m: m.W.norm(dim=1)
+wn = lambda m, d: m.W.norm(dim=1)
 
 
 def _run(cache, **kw):
@@ -191,7 +191,7 @@ def test_lock_is_exclusive_and_released():
 
 
 def test_sweep_trains_free_chunks_first_then_waits_for_and_reads_a_held_one(tmp_path):
-    _, chunks = plan_sweep(BASE, GRID, extra=dict(metrics=[], neuron_metrics=[]))
+    _, chunks = plan_sweep(BASE, GRID, extra=sweep_extra())
     held = chunk_lock(tmp_path, chunks[1].key)  # "another process" is training chunk 1
     box = {}
     t = threading.Thread(target=lambda: box.update(res=sweep(BASE, GRID, tmp_path, **KW)))
@@ -207,7 +207,7 @@ def test_sweep_trains_free_chunks_first_then_waits_for_and_reads_a_held_one(tmp_
 
 
 def test_released_lock_without_a_result_is_trained_by_the_waiter(tmp_path):
-    _, chunks = plan_sweep(BASE, GRID, extra=dict(metrics=[], neuron_metrics=[]))
+    _, chunks = plan_sweep(BASE, GRID, extra=sweep_extra())
     held = chunk_lock(tmp_path, chunks[0].key)
     box = {}
     t = threading.Thread(target=lambda: box.update(res=sweep(BASE, GRID, tmp_path, **KW)))
@@ -218,15 +218,21 @@ def test_released_lock_without_a_result_is_trained_by_the_waiter(tmp_path):
     assert sorted(box['res'].computed) == sorted(c.key for c in chunks) and box['res'].complete
 
 
+SLOW = '''
+import os, time
+def slow(m, d):  # a per-neuron metric that takes a while (NAP seconds), so the two processes overlap
+    time.sleep(float(os.environ.get('NAP', '0')))
+    return m.W.norm(dim=1)
+'''
+
 WORKER = '''
 import json, sys, time
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).parent))
+from slowmetric import slow  # one module for the workers and the test: the same metric, so the same cache keys
 from modmem.training import TrainConfig
 from modmem.sweep import sweep
-cache, out, go, nap = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4])
-def slow(m):  # a per-neuron metric that takes a while, so the two processes overlap
-    time.sleep(nap)
-    return m.W.norm(dim=1)
+cache, out, go = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 Path(str(out) + '.ready').write_text('')
 while not go.exists(): time.sleep(0.01)
 r = sweep(TrainConfig(p=11, width=16, steps=3, noise=0.2), {'weight_decay': [0.0, 1.0, 2.0], 'train_frac': [0.4, 0.6]},
@@ -237,8 +243,9 @@ out.write_text(json.dumps(dict(computed=r.computed, cached=r.cached, results=r.r
 
 def _worker(tmp_path, name, cache, nap):
     (tmp_path / 'worker.py').write_text(WORKER)
-    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    return subprocess.Popen([sys.executable, str(tmp_path / 'worker.py'), str(cache), str(tmp_path / name), str(tmp_path / 'go'), str(nap)],
+    (tmp_path / 'slowmetric.py').write_text(SLOW)
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'NAP': str(nap)}
+    return subprocess.Popen([sys.executable, str(tmp_path / 'worker.py'), str(cache), str(tmp_path / name), str(tmp_path / 'go')],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -268,7 +275,7 @@ def test_two_processes_train_each_chunk_exactly_once(tmp_path):
     assert a['results'] == b['results'] and len(a['results']) == 6
 
 
-def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path, monkeypatch):
     cache = tmp_path / 'cache'
     (tmp_path / 'go').write_text('')
     p = _worker(tmp_path, 'killed.json', cache, 600)  # would take ten minutes per chunk
@@ -280,8 +287,11 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     lk = chunk_lock(cache, key, wait=False)  # the kernel dropped it
     assert lk is not None
     lk.release()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, 'slowmetric', raising=False)
+    from slowmetric import slow  # the child's metric (NAP unset here: no nap), so the child's chunk keys
     r = sweep(TrainConfig(p=11, width=16, steps=3, noise=0.2), {'weight_decay': [0.0, 1.0, 2.0], 'train_frac': [0.4, 0.6]},
-              cache, chunk_size=1, neuron_metrics={'slow': lambda m: m.W.norm(dim=1)}, **KW)
+              cache, chunk_size=1, neuron_metrics={'slow': slow}, **KW)
     assert key in r.computed and r.complete and len(r.computed) == 6
 
 
@@ -311,3 +321,20 @@ def test_batch_error_names_the_runs_and_the_allowed_values():
         plan_sweep(TrainConfig(p=11, width=16, steps=3, batch_size=32), {'weight_decay': [0.0, 1.0], 'train_frac': [0.8, 0.2]})
     msg = str(e.value)
     assert 'batch_size=32' in msg and '2 run(s)' in msg and 'train_frac=0.2 gives 24 rows' in msg and 'None (full batch)' in msg
+
+
+# ---------------------------------------------------------------- metric parameters are part of the key
+
+def test_metric_parameters_join_the_chunk_key(tmp_path):
+    "Two settings of one metric are two cache entries; the same setting again reads the cache."
+    from modmem.fourier import ipr_metric
+    keys = lambda **m: [c.key for c in plan_sweep(BASE, GRID, extra=sweep_extra(metrics=m))[1]]
+    assert keys(ipr=ipr_metric()) == keys(ipr=ipr_metric())
+    assert keys(ipr=ipr_metric()) != keys(ipr=ipr_metric(convention='fft'))
+    assert keys(ipr=ipr_metric()) != keys(other=ipr_metric())
+    a = sweep(BASE, {'weight_decay': [0.0]}, tmp_path, metrics={'ipr': ipr_metric()}, **KW)
+    b = sweep(BASE, {'weight_decay': [0.0]}, tmp_path, metrics={'ipr': ipr_metric(convention='fft')}, **KW)
+    c = sweep(BASE, {'weight_decay': [0.0]}, tmp_path, metrics={'ipr': ipr_metric()}, **KW)
+    assert a.computed and b.computed and c.cached == a.computed and not c.computed
+    with pytest.raises(TypeError, match=r'must take \(model, data\)'):
+        sweep(BASE, GRID, tmp_path, metrics={'old': lambda model: model.W.norm()}, **KW)

@@ -14,7 +14,7 @@ import modmem.dynamics as dynamics
 import modmem.filtration as filtration
 from modmem.data import ModularTask, make_data, split_mask, corrupt_labels, authors_split, EnsembleData
 from modmem.models import EnsembleMLP, analytic_solution
-from modmem.training import TrainConfig, train, evaluate
+from modmem.training import TrainConfig, train, evaluate, metric_values
 from modmem.fourier import (neuron_ipr, mean_ipr, ipr_metric, power_spectrum, dominant_frequency, reindex, discrete_log,
                             dlog_order, spectrum, initial_model)
 from modmem.filtration import (frequency_filtration, filtration_accuracy, filtration_metric, phase_alignment,
@@ -86,7 +86,7 @@ def test_fourier_under_meta(on_meta, device):
     "IPR, spectra, dominant frequencies and discrete-log re-indexing stay on the model's device."
     with on_meta():
         sol = analytic_solution(31, 16, n_members=2, device=device)
-        for t in (neuron_ipr(sol), mean_ipr(sol), ipr_metric()(sol), power_spectrum(sol), dominant_frequency(sol),
+        for t in (neuron_ipr(sol), mean_ipr(sol), ipr_metric()(sol, None), power_spectrum(sol), dominant_frequency(sol),
                   neuron_ipr(sol, index='dlog'), power_spectrum(sol, index='dlog'), dominant_frequency(sol, 'vector', 'dlog'),
                   spectrum(sol.U, 'fft'), discrete_log(31, device=device), dlog_order(31, device=device)):
             assert _same(device, t), t.device
@@ -113,8 +113,8 @@ def test_filtration_under_meta(on_meta, task, device):
         assert (ffd.G.W + ffd.R.W - mul.W).abs().max() < 1e-5
         t = filtration_accuracy(m, make_data(task, [0.5, 0.6], [0.3, 0.5], 'wrong', split_seed=[0, 1]))  # CPU data
         assert len(t) == 6 and t.test_acc.between(0, 1).all()
-        metric = filtration_metric(make_data(task, [0.5, 0.6], [0.3, 0.5], 'wrong', split_seed=[0, 1]), 'R', 'train_acc')
-        v = metric(m)
+        metric = filtration_metric('R', 'train_acc')
+        v = metric(m, make_data(task, [0.5, 0.6], [0.3, 0.5], 'wrong', split_seed=[0, 1]))  # CPU data
         assert _same(device, v) and v.shape == (2,)
         assert torch.equal(v, evaluate(ff.R, d, 'ce')['train_acc'])
         pa = phase_alignment(m)
@@ -126,7 +126,8 @@ def test_filtration_under_meta(on_meta, task, device):
 
 
 def test_filtration_metric_builds_once_and_copies_nothing(task, device, monkeypatch):
-    "The metric moves its data and builds its f^G model at the first call only; later calls update that model in place."
+    "The metric builds its f^G model at the first call only; later calls update that model in place; the trainer's data never moves."
+    dd = make_data(task, [0.5, 0.6], [0.3, 0.5], 'wrong', split_seed=[0, 1]).to(device)  # as the trainer holds it
     built = []
     real_like = filtration._like
     monkeypatch.setattr(filtration, '_like', lambda model, state: built.append(1) or real_like(model, state))
@@ -134,11 +135,11 @@ def test_filtration_metric_builds_once_and_copies_nothing(task, device, monkeypa
     real_to = EnsembleData.to
     monkeypatch.setattr(EnsembleData, 'to', lambda self, dev: (torch.device(dev) != self.device and moved.append(1)) or real_to(self, dev))
     m = _model(device)
-    metric = filtration_metric(make_data(task, [0.5, 0.6], [0.3, 0.5], 'wrong', split_seed=[0, 1]))
-    first = metric(m).clone()
+    metric = filtration_metric()
+    first = metric(m, dd).clone()
     with torch.no_grad(): m.unemb.mul_(-1)  # what an optimizer step does: an update in place
-    second = metric(m)
-    assert len(built) == 1 and len(moved) == (0 if device.type == 'cpu' else 1)
+    second = metric(m, dd)
+    assert len(built) == 1 and len(moved) == 0
     assert torch.equal(second, evaluate(real_like(m, filtration._filtered_states(m, 'G')[0]['G']), _data(task, device), 'ce')['test_acc'])
     assert first.shape == second.shape
 
@@ -151,7 +152,7 @@ def test_filtered_and_masked_models_need_no_random_init(task, device, monkeypatc
     frequency_filtration(m)
     masked_copies(m, 1, torch.ones(3, 16, dtype=torch.bool))
     activation_swap(m, d, acts=('quad',))
-    filtration_metric(d)(m)
+    filtration_metric()(m, d)
 
 
 # ---------------------------------------------------------------------------------------------------- pruning
@@ -202,29 +203,28 @@ def test_dynamics_under_meta(on_meta, task, device):
         cpu_data = make_data(task, [0.5, 0.6], [0.3, 0.5], 'wrong', split_seed=[0, 1])
         g = per_example_grad_norms(m, cpu_data)
         assert _same(device, g) and g.shape == (2, 169) and g[~cpu_data.train.to(device)].isnan().all()
-        mets = grad_norm_metrics(cpu_data)
-        noisy, clean = mets['grad_norm_noisy'](m), mets['grad_norm_clean'](m)
+        mets = metric_values(grad_norm_metrics(), m, cpu_data)
+        noisy, clean = mets['grad_norm_noisy'], mets['grad_norm_clean']
         assert _same(device, noisy) and _same(device, clean) and (noisy > 0).all() and (clean > 0).all()
 
 
 def test_grad_norms_once_per_log(task, device, monkeypatch):
-    "Both gradient-norm metrics of one logged step come from one pass; the data moves to the device once."
+    "Both gradient-norm numbers of one logged step come from one pass; the trainer's data never moves."
+    m, d = _model(device), make_data(task, [0.5, 0.6], [0.3, 0.5], 'wrong', split_seed=[0, 1]).to(device)
     calls, moved = [], []
     real = dynamics.per_example_grad_norms
     monkeypatch.setattr(dynamics, 'per_example_grad_norms', lambda *a, **k: calls.append(1) or real(*a, **k))
     real_to = EnsembleData.to
     monkeypatch.setattr(EnsembleData, 'to', lambda self, dev: (torch.device(dev) != self.device and moved.append(1)) or real_to(self, dev))
-    m, d = _model(device), make_data(task, [0.5, 0.6], [0.3, 0.5], 'wrong', split_seed=[0, 1])
-    mets = grad_norm_metrics(d)
-    a = [fn(m) for fn in mets.values()]
-    assert len(calls) == 1, 'one pass for both metrics'
+    mets = grad_norm_metrics()
+    a = metric_values(mets, m, d)
+    assert len(calls) == 1, 'one pass for both numbers'
     with torch.no_grad(): m.unemb.mul_(1.5)  # an optimizer step
-    b = [fn(m) for fn in mets.values()]
-    assert len(calls) == 2 and not torch.allclose(a[0], b[0])
-    assert len(moved) == (0 if device.type == 'cpu' else 1), 'the data moved once (CPU data on the CPU: not at all)'
-    dd = d.to(device)
-    norms = real(m, dd).nan_to_num()
-    assert torch.allclose(b[1], (norms * dd.clean).sum(1) / dd.clean.sum(1))
+    b = metric_values(mets, m, d)
+    assert len(calls) == 2 and not torch.allclose(a['grad_norm_noisy'], b['grad_norm_noisy'])
+    assert not moved, 'the data was already on the device'
+    norms = real(m, d).nan_to_num()
+    assert torch.allclose(b['grad_norm_clean'], (norms * d.clean).sum(1) / d.clean.sum(1))
 
 
 # ---------------------------------------------------------------------------------------------------- images

@@ -84,7 +84,7 @@ def test_results_table_and_cache(inline, tmp_path):
 def test_interrupted_sweep_resumes_only_unfinished_chunks(inline, tmp_path):
     calls = []
 
-    def flaky(model):  # a per-neuron metric is called once per chunk: fail on the second chunk
+    def flaky(model, data):  # a per-neuron metric is called once per chunk: fail on the second chunk
         calls.append(1)
         if len(calls) == 2: raise RuntimeError('interrupted')
         return model.W.norm(dim=1)
