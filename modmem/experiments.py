@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import torch
 import modmem
-from .training import TrainConfig, config_data, config_model, config_task, atomic_write, default_device
+from .training import TrainConfig, config_data, config_model, config_task, default_device
+from .storage import atomic_write, write_json
 from .sweep import sweep, SweepResult
 from .manifest import entry, figures_of
 from .provenance import source_hash
@@ -129,7 +130,7 @@ class Experiment:
                    device=device_label(self.device), torch=torch.__version__,
                    seconds=round(now - self.last, 2), notebook_seconds=round(now - self.started, 2),
                    created=datetime.now(timezone.utc).isoformat(timespec='seconds'), **(extra or {}))
-        atomic_write(self.dir / f'{id}.json', lambda f: Path(f).write_text(json.dumps(rec, indent=1)))
+        write_json(self.dir / f'{id}.json', rec)
         self.last = now
         self.saved.append(id)
         return rec

@@ -48,7 +48,7 @@ def split_neurons(X: torch.Tensor, freq: torch.Tensor, keep_dc: bool = False, in
 BIAS_CHOICES = ('keep', 'drop')
 
 class Filtration(NamedTuple):
-    "The filtered networks f^G and f^R and the frequency [E, N, 3] each curve was split at."
+    "The filtered networks `G` (f^G, the generalizing part) and `R` (f^R, the rest) and `freq` [E, N, 3], the frequency each curve was split at."
     G: EnsembleMLP
     R: EnsembleMLP
     freq: torch.Tensor

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 import modmem
-from .training import atomic_write
+from .storage import atomic_write, write_json
 from .manifest import MANIFEST, notebooks, figures_of, select, saved, record_path, read_record, figure_state
 from .provenance import source_hash
 from .recipes import shared_recipes
@@ -117,7 +117,7 @@ def is_current(out: str | Path, preset: str, name: str, fingerprint: str) -> boo
 
 def _write_record(out, preset, name, rec):
     f = record_path(out, preset, name); f.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(f, lambda t: Path(t).write_text(json.dumps(rec, indent=1)))
+    write_json(f, rec)
 
 def previous_seconds(rec: dict | None) -> float | None:
     "Wall seconds of the last run of a notebook that finished (from its run record), or None: the estimate of the next."

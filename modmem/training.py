@@ -19,11 +19,11 @@ from .models import EnsembleMLP, activation_name, init_std, NORMS, _per_member, 
 __all__ = ['OPTIMIZERS', 'LOSSES', 'EVAL_BUDGET', 'PER_MEMBER', 'MODELS', 'DEFAULT_DEPTH', 'DEVICE_TYPES', 'INCOMPLETE',
            'CPU_TILE_FLOATS', 'STATE_TENSORS', 'StackedOptimizer', 'example_loss', 'eval_rows', 'model_row_floats',
            'weight_norms', 'evaluate', 'UsageError', 'image_sets', 'task_rows', 'TrainConfig', 'paper1_minibatch',
-           'default_device', 'check_device', 'TrainResult', 'check_out', 'write_run', 'atomic_write', 'member_params',
-           'n_train_rows', 'model_sizes', 'train_memory', 'available_memory', 'run_memory', 'check_memory',
-           'cpu_allocator_tuning', 'auto_member_chunk', 'auto_row_chunk', 'slice_grads', 'TrainStep', 'Metric',
-           'metric_key', 'check_metrics', 'metric_values', 'config_task', 'config_data', 'model_class', 'config_model',
-           'model_from_state', 'member_frame', 'build_training', 'train', 'plot_curves']
+           'default_device', 'check_device', 'TrainResult', 'check_out', 'write_run', 'member_params', 'n_train_rows',
+           'model_sizes', 'train_memory', 'available_memory', 'run_memory', 'check_memory', 'cpu_allocator_tuning',
+           'auto_member_chunk', 'auto_row_chunk', 'slice_grads', 'TrainStep', 'Metric', 'metric_key', 'check_metrics',
+           'metric_values', 'config_task', 'config_data', 'model_class', 'config_model', 'model_from_state',
+           'member_frame', 'build_training', 'train', 'plot_curves']
 
 # %% ../nbs/02_training.ipynb #c005
 OPTIMIZERS = ('adamw', 'adam', 'sgd', 'muon')
@@ -472,14 +472,6 @@ def write_run(out: str | Path, write: Callable[[Path], None], force: bool = Fals
     if old is not None: shutil.rmtree(old, ignore_errors=True)
     return out
 
-def atomic_write(path: Path, write: Callable[[str], None]):
-    "Call `write(tmp)` on a temporary file beside `path`, then rename it onto `path`."
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'); os.close(fd)
-    try: write(tmp); os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
-
 # %% ../nbs/02_training.ipynb #c022
 CPU_TILE_FLOATS = 2 ** 19  # one tile's hidden layer on a CPU: 2 MB, so the elementwise work stays in cache
 STATE_TENSORS = {'adamw': 2, 'adam': 2, 'sgd': 1, 'muon': 2}  # optimizer tensors per parameter (at most)
@@ -732,8 +724,13 @@ class Metric:
     def __init__(self, fn: Callable, **params): self.fn, self.params = fn, params
     def __call__(self, model, data): return self.fn(model, data, **self.params)
     @property
-    def key(self) -> str: return f"{_qualname(self.fn)}({_params(self.params)})"
+    def key(self) -> str: return f"{_qualname(self.fn)}[{_source_hash(self.fn)}]({_params(self.params)})"
     def __repr__(self) -> str: return f"Metric({self.key})"
+
+def _source_hash(fn) -> str:
+    "A short hash of `fn`'s source (so that editing a metric retrains), or 'no-source'."
+    try: return hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()[:12]
+    except (OSError, TypeError): return 'no-source'
 
 def _simple(v) -> bool: return isinstance(v, _SIMPLE) or (isinstance(v, tuple) and all(map(_simple, v)))
 
@@ -742,8 +739,7 @@ def metric_key(fn: Callable) -> str:
     if isinstance(fn, Metric): return fn.key
     if isinstance(fn, functools.partial):
         return f"{metric_key(fn.func)}({', '.join(map(repr, fn.args))}{'; ' if fn.args else ''}{_params(fn.keywords)})"
-    try: src = hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()[:12]
-    except (OSError, TypeError): src = 'no-source'
+    src = _source_hash(fn)
     code = getattr(fn, '__code__', None)
     cells = dict(zip(code.co_freevars, fn.__closure__ or ())) if code is not None else {}
     closed = {k: c.cell_contents for k, c in cells.items() if _simple(getattr(c, 'cell_contents', object()))}
@@ -796,14 +792,14 @@ def model_class(cfg: TrainConfig) -> tuple[type, dict]:
     from modmem.transformer import EnsembleTransformer
     return EnsembleTransformer, dict(depth=cfg.layers, heads=cfg.heads, act=cfg.act, tied=cfg.tied)
 
-def config_model(cfg: TrainConfig, members: pd.DataFrame, device=None) -> EnsembleMLP:
+def config_model(cfg: TrainConfig, members: pd.DataFrame, device: str | torch.device | None=None) -> EnsembleMLP:
     "The freshly initialized ensemble `train` builds for `cfg` and its member table, on `device` (any model family)."
     cls, settings = model_class(cfg)
     if cfg.model == 'mlp': settings.update(init=cfg.init, init_scale=cfg.init_scale)
     return cls(cfg.p, cfg.width, len(members), seeds=members.seed.astype(int).tolist(), dropout=members.dropout.tolist(),
                device=device, **settings)
 
-def model_from_state(cfg: TrainConfig, state: dict, n_members: int, device=None) -> EnsembleMLP:
+def model_from_state(cfg: TrainConfig, state: dict, n_members: int, device: str | torch.device | None=None) -> EnsembleMLP:
     "The ensemble of `cfg`'s model family holding the weights of `state` (no random init), on `device`."
     cls, settings = model_class(cfg)
     return cls.from_state(state, cfg.p, cfg.width, n_members, device=device, **settings)

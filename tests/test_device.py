@@ -19,8 +19,8 @@ from modmem.fourier import (neuron_ipr, mean_ipr, ipr_metric, power_spectrum, do
                             dlog_order, spectrum, initial_model)
 from modmem.filtration import (frequency_filtration, filtration_accuracy, filtration_metric, phase_alignment,
                                frequency_sparsity, split_neurons)
-from modmem.pruning import (neuron_scores, masked_copies, member_data, prune_order, pruning_curves, partition_masks,
-                            partition_sweep, partition_table, activation_swap, corrupted_logits)
+from modmem.pruning import neuron_scores, masked_copies, member_data, prune_order, pruning_curves, corrupted_logits
+from modmem.partition import partition_masks, partition_sweep, partition_table, activation_swap
 from modmem.dynamics import per_example_grad_norms, grad_norm_metrics
 from modmem.images import noisy_image_run
 

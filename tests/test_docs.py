@@ -8,7 +8,7 @@ These tests run that sequence on a copy of the working tree in a temporary folde
 nbs/nbdev.yml or modmem/_modidx.py lands in the repository), with nbdev's Quarto installer and every Quarto call
 switched off, and fail on any error or any warning (e.g. "Found cells containing imports and other code").
 """
-import hashlib, json, os, shutil, subprocess, sys, textwrap
+import hashlib, json, os, re, shutil, subprocess, sys, textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,3 +149,11 @@ def test_readme_links_work_on_github():
     import re
     for target in re.findall(r'\]\((nbs/[^)#]+)', (ROOT / 'README.md').read_text()):
         assert (ROOT / target).exists(), f'README.md links to a missing file: {target}'
+
+
+def test_every_lesson_in_the_sidebar():
+    "custom_sidebar is on, so nbdev never adds a new lesson to the sidebar: every notebook in nbs/ must be listed (once)."
+    sidebar = (ROOT / 'nbs' / 'sidebar.yml').read_text()
+    listed = re.findall(r'^\s*-\s+(\S+\.ipynb)\s*$', sidebar, re.M)
+    lessons = sorted(p.name for p in (ROOT / 'nbs').glob('*.ipynb'))
+    assert sorted(listed) == lessons, f"missing: {sorted(set(lessons) - set(listed))}, extra or repeated: {sorted(set(listed) - set(lessons)) or [n for n in listed if listed.count(n) > 1]}"

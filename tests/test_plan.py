@@ -1,6 +1,6 @@
 "Every `full` phase-diagram study plans into chunks that fit an 80 GB GPU, without training (and without a GPU)."
 import pytest
-from modmem.regularization import STUDIES, study
+from modmem.studies import STUDIES, study
 from modmem.sweep import plan_sweep
 from modmem.training import n_train_rows, train_memory, TrainConfig
 

@@ -7,7 +7,8 @@ from modmem.data import ModularTask, make_data
 from modmem.models import EnsembleMLP, analytic_solution
 from modmem.training import evaluate
 from modmem.pruning import (neuron_strength, neuron_scores, masked_copies, member_data, prune_order, pruning_curves,
-                            neurons_needed, partition_masks, partition_sweep, select_gammas, activation_swap, corrupted_logits)
+                            neurons_needed, corrupted_logits)
+from modmem.partition import partition_masks, partition_sweep, select_gammas, activation_swap
 
 
 @pytest.fixture(scope='module')
