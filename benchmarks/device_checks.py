@@ -16,7 +16,7 @@ import modmem.training as training
 from modmem.training import (TrainConfig, build_training, member_frame, train,
                              train_memory)
 from modmem.sweep import plan_sweep
-from modmem.regularization import study
+from modmem.studies import study
 
 
 def _cuda(device) -> bool: return torch.device(device).type == 'cuda'

@@ -6,7 +6,7 @@ p = 97, N = 500, 2000 steps) on this machine, and the estimated time of the whol
 """
 import argparse, time
 import torch
-from modmem.regularization import study, STUDIES, PRESETS
+from modmem.studies import study, STUDIES, PRESETS
 from modmem.training import default_device
 
 
