@@ -274,3 +274,14 @@ def test_experiment_network_on_its_device(on_meta, device, tmp_path):
         model, member, data = exp.network(res, 1)
         assert member == 1 and _same(device, model.emb_a) and _same(device, data.train) and _same(device, data.pairs)
         assert evaluate(model, data)['test_acc'].shape == (2,)
+
+
+def test_a_metric_sees_every_training_step(device):
+    "The trainer's metrics are computed afresh at each logged step (an old cache keyed on parameter versions missed the engine's updates)."
+    from modmem.dynamics import PAPER2
+    cfg = TrainConfig(**{**PAPER2, 'p': 11, 'width': 16, 'noise': 0.3, 'steps': 20, 'log_every': 5, 'lr': 1e-2})
+    r = train(cfg, device=device, progress=False, metrics=grad_norm_metrics())
+    h = r.history[r.history.metric == 'grad_norm_noisy'].sort_values('step')
+    assert h.value.nunique() == len(h) == 5, 'one new value per logged step'
+    last = metric_values(grad_norm_metrics(), r.model, r.data)['grad_norm_noisy']
+    assert abs(float(h.value.iloc[-1]) - float(last[0])) <= 1e-4 * abs(float(last[0]))
