@@ -135,7 +135,7 @@ def _check_reproduce(args):
     if args.device is not None: check_device(args.device)
     if args.out.exists() and not args.out.is_dir(): raise UsageError(f"--out {str(args.out)!r} is a file, not a folder")
 
-def main(argv: list[str] | None=None):
+def main(argv: list[str] | None = None):
     "Entry point of the `modmem` command: an ordinary mistake is one line on stderr and exit status 2, before any work."
     args = _parser().parse_args(argv)
     try:

@@ -23,7 +23,7 @@ class EnsembleDeepMLP(EnsembleMLP):
     manual_grads = False  # the trainer takes its gradients through autograd
     def __init__(self, p: int, width: int = 500, n_members: int = 1, depth: int = 3, act: str = 'relu',
                  parameterization: str = 'standard', seeds: int | Sequence[int] = 0, dropout: float | Sequence[float] = 0.0,
-                 norm: str | None = None, n_out: int | None = None, device: str | torch.device | None=None):
+                 norm: str | None = None, n_out: int | None = None, device: str | torch.device | None = None):
         if depth < 2: raise ValueError(f"depth must be >= 2 (a two-layer MLP is depth 2), got {depth}")
         if parameterization not in PARAMETERIZATIONS:
             raise ValueError(f"unknown parameterization {parameterization!r}: use one of {PARAMETERIZATIONS}")

@@ -111,7 +111,7 @@ def grad_norm_metrics(loss: str = 'ce') -> dict:
 
 # %% ../nbs/06_dynamics.ipynb #c025
 def dynamics_runs(widths=(65, 257, 1025), p: int = 59, noise: float = 0.3, steps: int = 150, seeds=(0,),
-                  log_every=None, grad_norms: bool = True, device: str | torch.device | None=None, **overrides) -> dict[int, TrainResult]:
+                  log_every=None, grad_norms: bool = True, device: str | torch.device | None = None, **overrides) -> dict[int, TrainResult]:
     "Paper 2 style training runs on `device` (default: the GPU if any), one ensemble (over seeds) per width, logged densely early on."
     log_every = log_every or sorted(set(range(0, min(50, steps), 2)) | set(range(50, steps + 1, 10)))
     device = device or default_device()

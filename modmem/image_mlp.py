@@ -84,7 +84,7 @@ class EnsembleImageMLP(nn.Module):
     manual_grads = False  # trained through autograd
     norm = None
     def __init__(self, p: int = 10, width: int = 500, n_members: int = 1, depth: int = 4, act: str = 'relu', n_inputs: int = 784,
-                 seeds: int | Sequence[int] = 0, dropout: float | Sequence[float] = 0.0, n_out: int | None = None, device: str | torch.device | None=None):
+                 seeds: int | Sequence[int] = 0, dropout: float | Sequence[float] = 0.0, n_out: int | None = None, device: str | torch.device | None = None):
         super().__init__()
         if depth < 2: raise ValueError(f"depth must be >= 2 (weight layers), got {depth}")
         self.p, self.width, self.n_members, self.n_out, self.depth, self.n_inputs = p, width, n_members, n_out or p, depth, n_inputs

@@ -65,14 +65,14 @@ def load_digits_dataset(test_frac: float = 0.25, seed: int = 0) -> dict[str, tor
     return dict(x_train=x[tr], y_train=y[tr], x_test=x[te], y_test=y[te], n_classes=10)
 
 # %% ../nbs/06a_images.ipynb #c012
-def mlp(n_in: int, width: int, n_out: int, depth: int = 3, device: str | torch.device | None=None) -> nn.Sequential:
+def mlp(n_in: int, width: int, n_out: int, depth: int = 3, device: str | torch.device | None = None) -> nn.Sequential:
     "A ReLU MLP with `depth` linear layers, on `device` (default: torch's default device)."
     layers, d = [], n_in
     for _ in range(depth - 1): layers += [nn.Linear(d, width, device=device), nn.ReLU()]; d = width
     return nn.Sequential(*layers, nn.Linear(d, n_out, device=device))
 
 def noisy_image_run(dataset: dict, noise: float = 0.2, mode: str = 'wrong', width: int = 512, depth: int = 3,
-                    steps: int = 10, lr: float = 1e-3, weight_decay: float = 0.0, seeds=(0,), device: str | torch.device | None=None) -> pd.DataFrame:
+                    steps: int = 10, lr: float = 1e-3, weight_decay: float = 0.0, seeds=(0,), device: str | torch.device | None = None) -> pd.DataFrame:
     "Accuracy on noisy, clean and test examples after every full-batch AdamW step (step 0 = init), per seed, trained on `device`."
     check_fraction('noise', noise); check_mode(mode)
     if mode == 'symmetric': raise ValueError("images have no (a, b) pairs: use mode 'uniform' or 'wrong'")

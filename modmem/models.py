@@ -117,7 +117,7 @@ class EnsembleMLP(nn.Module):
     def __init__(self, p: int, width: int = 500, n_members: int = 1, act: str = 'quad', init: str | float = 'paper1',
                  init_scale: float = 1.0, seeds: int | Sequence[int] = 0, dropout: float | Sequence[float] = 0.0,
                  norm: str | None = None, tied: bool = False, out_bias: bool = False, n_out: int | None = None,
-                 device: str | torch.device | None=None):
+                 device: str | torch.device | None = None):
         super().__init__()
         if norm not in NORMS: raise ValueError(f"unknown norm {norm!r}: use one of {NORMS}")
         if width < 1 or n_members < 1: raise ValueError(f"width and n_members must be >= 1, got {width}, {n_members}")
@@ -171,7 +171,7 @@ class EnsembleMLP(nn.Module):
                                                          device=dev).view(-1, 1, 1), persistent=False)
 
     @classmethod
-    def from_state(cls, state: dict, p: int, width: int, n_members: int, device: str | torch.device | None=None, **settings) -> 'EnsembleMLP':
+    def from_state(cls, state: dict, p: int, width: int, n_members: int, device: str | torch.device | None = None, **settings) -> 'EnsembleMLP':
         "A model holding the weights of `state` (a state dict), built with no random init, on `device` (default: the state's); `settings` are the constructor's (act, norm, tied, …)."
         device = torch.device(device if device is not None else next(iter(state.values())).device)
         dropout = state['dropout'].detach().to('cpu', torch.float32).tolist() if 'dropout' in state else 0.0
@@ -283,7 +283,7 @@ def _member_generator(model, device) -> torch.Generator:
     return gens[key]
 
 # %% ../nbs/01_models.ipynb #c022
-def analytic_solution(p: int, width: int = 500, n_members: int = 1, seed: int = 0, device: str | torch.device | None=None) -> EnsembleMLP:
+def analytic_solution(p: int, width: int = 500, n_members: int = 1, seed: int = 0, device: str | torch.device | None = None) -> EnsembleMLP:
     "Paper 1's periodic x² network for modular addition, amplitude (2/N)^(1/3)."
     g = torch.Generator('cpu').manual_seed(seed)
     A = (2 / width) ** (1 / 3)

@@ -171,7 +171,7 @@ def neurons_needed(curve: pd.DataFrame, tol: float = 0.01) -> int:
     last = len(ok) - 1 if ok.all() else int(np.argmin(ok)) - 1
     return int(t.n_left.iloc[last])
 
-def width_sweep(preset: str = 'quick', tol: float = 0.01, device: str | torch.device | None=None, **overrides) -> pd.DataFrame:
+def width_sweep(preset: str = 'quick', tol: float = 0.01, device: str | torch.device | None = None, **overrides) -> pd.DataFrame:
     "Train every width of a preset over its seeds and record the neurons needed: one row per (width, seed)."
     _check('preset', preset, tuple(WIDTH_PRESETS))
     s = {**WIDTH_PRESETS[preset], **overrides}

@@ -131,7 +131,7 @@ def check_chunk(cfg: TrainConfig, members: pd.DataFrame, runs: Sequence[int] | N
                              f"(train_frac={f} gives {n} rows at p={cfg.p}): use batch_size <= {min(sizes)}, None (full batch), or a larger train_frac")
     cfg.validate(members)
 
-def memory_budget(device: str | torch.device | None=None, memory: float | None = None) -> int:
+def memory_budget(device: str | torch.device | None = None, memory: float | None = None) -> int:
     "Bytes a plan may use on `device`: `memory` if given, else 90 % of a GPU's free memory or half of the CPU's RAM."
     if memory is not None:
         if memory <= 0: raise ValueError(f"memory must be a positive number of bytes, got {memory!r}")
@@ -141,7 +141,7 @@ def memory_budget(device: str | torch.device | None=None, memory: float | None =
     try: return int(0.5 * os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES'))
     except (ValueError, OSError, AttributeError): return 8 * 2 ** 30
 
-def chunk_limit(cfg: TrainConfig, rows: int, device: str | torch.device | None=None, memory: float | None = None, most: int = 2 ** 20) -> int:
+def chunk_limit(cfg: TrainConfig, rows: int, device: str | torch.device | None = None, memory: float | None = None, most: int = 2 ** 20) -> int:
     "The most members of `cfg` training on `rows` rows that fit the memory budget of `device` (at least 1, or an error)."
     dev = torch.device(device or default_device())
     budget = memory_budget(dev, memory)
@@ -156,7 +156,7 @@ def chunk_limit(cfg: TrainConfig, rows: int, device: str | torch.device | None=N
         lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
     return lo
 
-def plan_sweep(base: TrainConfig, grid: dict, chunk_size: int | None = None, extra=None, device: str | torch.device | None=None,
+def plan_sweep(base: TrainConfig, grid: dict, chunk_size: int | None = None, extra=None, device: str | torch.device | None = None,
                memory: float | None = None, mix_sizes: bool = False) -> tuple[pd.DataFrame, list[Chunk]]:
     "The grid table (one row per run) and its checked chunks: one ensemble per shared setting and training-set size, cut to fit `device`."
     if chunk_size is not None and (not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1):
@@ -375,7 +375,7 @@ def _pin_gpu(counter, gpus):
         i = counter.value; counter.value += 1
     os.environ['CUDA_VISIBLE_DEVICES'] = str(i % gpus)
 
-def _executor(executor, n_workers, device: str | torch.device | None=None):
+def _executor(executor, n_workers, device: str | torch.device | None = None):
     "(executor or None, what to close when done, per-worker torch threads)."
     if executor is None: return None, None, None
     if isinstance(executor, cf.Executor): return executor, None, None
@@ -436,7 +436,7 @@ class SweepResult:
         h = self.history(runs)
         return h.pivot_table(index=['run', 'step'], columns='metric', values='value', dropna=False).reset_index()
 
-    def model(self, run: int, device: str | torch.device | None=None) -> tuple[EnsembleMLP, int]:
+    def model(self, run: int, device: str | torch.device | None = None) -> tuple[EnsembleMLP, int]:
         "The trained ensemble holding `run` (from its stored weights, no random init) on `device`, and the run's member index."
         from safetensors.torch import load_file
         c = next((c for c in self.chunks if run in c.runs), None)
@@ -574,7 +574,7 @@ def nearest(self: SweepResult, **settings) -> int:
     return int(dist.idxmin())
 
 @patch
-def train_result(self: SweepResult, run: int, device: str | torch.device | None=None) -> tuple[TrainResult, int]:
+def train_result(self: SweepResult, run: int, device: str | torch.device | None = None) -> tuple[TrainResult, int]:
     "The ensemble holding `run` as a `TrainResult` (model from the stored weights on `device`) and the run's member index."
     model, member = self.model(run, device)
     c = next(c for c in self.chunks if run in c.runs)

@@ -792,14 +792,14 @@ def model_class(cfg: TrainConfig) -> tuple[type, dict]:
     from modmem.transformer import EnsembleTransformer
     return EnsembleTransformer, dict(depth=cfg.layers, heads=cfg.heads, act=cfg.act, tied=cfg.tied)
 
-def config_model(cfg: TrainConfig, members: pd.DataFrame, device: str | torch.device | None=None) -> EnsembleMLP:
+def config_model(cfg: TrainConfig, members: pd.DataFrame, device: str | torch.device | None = None) -> EnsembleMLP:
     "The freshly initialized ensemble `train` builds for `cfg` and its member table, on `device` (any model family)."
     cls, settings = model_class(cfg)
     if cfg.model == 'mlp': settings.update(init=cfg.init, init_scale=cfg.init_scale)
     return cls(cfg.p, cfg.width, len(members), seeds=members.seed.astype(int).tolist(), dropout=members.dropout.tolist(),
                device=device, **settings)
 
-def model_from_state(cfg: TrainConfig, state: dict, n_members: int, device: str | torch.device | None=None) -> EnsembleMLP:
+def model_from_state(cfg: TrainConfig, state: dict, n_members: int, device: str | torch.device | None = None) -> EnsembleMLP:
     "The ensemble of `cfg`'s model family holding the weights of `state` (no random init), on `device`."
     cls, settings = model_class(cfg)
     return cls.from_state(state, cfg.p, cfg.width, n_members, device=device, **settings)

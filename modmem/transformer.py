@@ -25,7 +25,7 @@ class EnsembleTransformer(nn.Module):
     norm = None
     def __init__(self, p: int, width: int = 128, n_members: int = 1, depth: int = 1, heads: int = 4, mlp_factor: int = 4,
                  act: str = 'relu', tied: bool = False, seeds: int | Sequence[int] = 0, dropout: float | Sequence[float] = 0.0,
-                 n_out: int | None = None, device: str | torch.device | None=None):
+                 n_out: int | None = None, device: str | torch.device | None = None):
         super().__init__()
         if depth < 1: raise ValueError(f"depth must be >= 1 (encoder blocks), got {depth}")
         if heads < 1 or width % heads: raise ValueError(f"width {width} must be a multiple of heads={heads}")
