@@ -13,8 +13,8 @@ from .data import EnsembleData
 from .training import TrainConfig, TrainResult, train, example_loss, default_device, Metric, LOSSES
 
 # %% auto #0
-__all__ = ['PHASE_COLORS', 'PAPER2', 'stage_steps', 'plot_stages', 'noisy_lead', 'per_example_grad_norms', 'grad_norm_means',
-           'grad_norm_metrics', 'dynamics_runs', 'plot_memorization_speed']
+__all__ = ['PHASE_COLORS', 'PAPER2', 'stage_steps', 'plot_stages', 'noisy_lead', 'paper2_config', 'per_example_grad_norms',
+           'grad_norm_means', 'grad_norm_metrics', 'dynamics_runs', 'plot_memorization_speed']
 
 # %% ../nbs/06_dynamics.ipynb #c005
 def _first(steps, cond, after=-math.inf):
@@ -81,6 +81,10 @@ def noisy_lead(result: TrainResult, margin: float = 0.0) -> pd.DataFrame:
 PAPER2 = dict(act='relu', loss='ce', optimizer='adamw', lr=1e-3, weight_decay=0.1, betas=(0.9, 0.999), init='paper2',
               out_bias=True, noise_mode='wrong', train_frac=0.8)
 
+def paper2_config(**over) -> TrainConfig:
+    "Paper 2's recipe (`PAPER2`: ReLU, CE, AdamW lr 1e-3, wd 0.1, out bias, α 0.8, wrong labels) with the settings in `over`."
+    return TrainConfig(**{**PAPER2, **over})
+
 # %% ../nbs/06_dynamics.ipynb #c021
 def per_example_grad_norms(model: EnsembleMLP, data: EnsembleData, loss: str = 'ce') -> torch.Tensor:
     "Norm of each training example's loss gradient w.r.t. all weights, [E, n] on the model's device (NaN off the training set)."
@@ -117,7 +121,7 @@ def dynamics_runs(widths=(65, 257, 1025), p: int = 59, noise: float = 0.3, steps
     device = device or default_device()
     out = {}
     for w in widths:
-        cfg = TrainConfig(**{**PAPER2, 'p': p, 'width': w, 'noise': noise, 'steps': steps, 'seed': list(seeds),
+        cfg = paper2_config(**{'p': p, 'width': w, 'noise': noise, 'steps': steps, 'seed': list(seeds),
                              'log_every': log_every, **overrides})
         out[w] = train(cfg, device=device, progress=False, metrics=grad_norm_metrics(cfg.loss) if grad_norms else None)
     return out

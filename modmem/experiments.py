@@ -17,6 +17,8 @@ from .storage import atomic_write, write_json
 from .sweep import sweep, SweepResult
 from .manifest import entry, figures_of
 from .provenance import source_hash
+from .phases import PHASES, add_phases, phase_summary, panel_label, plot_phase_diagram, plot_phase_rows
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['PRESETS', 'check_preset', 'pick', 'git_revision', 'device_label', 'jsonable', 'Experiment']
@@ -87,28 +89,56 @@ class Experiment:
 
     def pick(self, **values): return pick(self.preset, **values)
 
-    def sweep(self, base: TrainConfig, grid: dict, **kw) -> SweepResult:
-        "`modmem.sweep.sweep` through this experiment's cache, executor and device (weights kept)."
+    def sweep(self, base, grid: dict | None = None, **kw) -> SweepResult:
+        """`modmem.sweep.sweep` of `base` over `grid` through this experiment's cache, executor and device (weights kept).
+        `base` may instead be a `Recipe` or `Study` (with no `grid`): its base, grid and chunk size."""
+        if grid is None:
+            if not all(hasattr(base, a) for a in ('base', 'grid', 'chunk_size')):
+                raise TypeError(f"sweep(base, grid) takes a TrainConfig and a grid, or one Recipe or Study; got {type(base).__name__} and no grid")
+            if hasattr(base, 'check'): base.check()   # a Study: a clear error for a setting that cannot train, before any work
+            kw.setdefault('chunk_size', base.chunk_size); base, grid = base.base, base.grid
         kw = dict(dict(cache=self.cache, executor=self.executor, device=self.device, weights=True, progress=False), **kw)
         res = sweep(base, grid, **kw)
         self.trained_s += res.seconds; self.cached_chunks += len(res.cached); self.computed_chunks += len(res.computed)
         return res
 
+    def sweep_recipe(self, name: str, metrics: dict | None = None, neuron_metrics: dict | None = None, quiet: bool = False,
+                     **kw):
+        """The recipe `name` at this experiment's preset (`modmem.recipes.recipe`; `kw` reach its builder, e.g. `steps=`) and
+        its sweep with the extra `metrics`, as `(recipe, result)`; prints how many chunks it trained and read unless `quiet`."""
+        from modmem.recipes import recipe  # modmem.recipes builds on this module
+        r = recipe(name, self.preset, **kw)
+        res = self.sweep(r, metrics=metrics, neuron_metrics=neuron_metrics)
+        if not quiet: print(f"{name}: {len(res.grid)} runs; {len(res.computed)} chunk(s) trained, "
+                            f"{len(res.cached)} read from the cache; {res.seconds:.1f} s")
+        return r, res
+
+    @property
+    def torch_device(self) -> torch.device:
+        "Where this experiment's networks go: its `device`, or else CUDA when present, else the CPU."
+        return torch.device(self.device or default_device())
+
     def network(self, res: SweepResult, run: int):
         "The trained ensemble holding `run`, the run's member index and the ensemble's data, on this experiment's device."
         c = next((c for c in res.chunks if run in c.runs), None)
         if c is None: raise ValueError(f"run {run!r} is not in this sweep: its runs are 0 … {len(res.grid) - 1}")
-        dev = torch.device(self.device or default_device())
-        model, member = res.model(run, device=dev)
-        return model, member, config_data(c.config, c.members).to(dev)
+        model, member = res.model(run, device=self.torch_device)
+        return model, member, config_data(c.config, c.members).to(self.torch_device)
+
+    def networks(self, res: SweepResult, by: str) -> dict:
+        "`network` of every run of `res`, keyed by the run's value in the grid column `by` (which must tell the runs apart)."
+        cols = [c for c in res.grid.columns if c != 'run']
+        if by not in cols: raise ValueError(f"{by!r} is not a column of this sweep's grid: use one of {cols}")
+        vals = res.grid[by].tolist()
+        if len(set(vals)) != len(vals): raise ValueError(f"grid column {by!r} repeats values {vals}: it does not tell the runs apart")
+        return {v: self.network(res, int(run)) for run, v in zip(res.grid.run, vals)}
 
     def initial(self, res: SweepResult, run: int):
         "The ensemble holding `run` as it was initialized (same seeds and settings, before any step) and the run's member index, on this experiment's device."
         c = next((c for c in res.chunks if run in c.runs), None)
         if c is None: raise ValueError(f"run {run!r} is not in this sweep: its runs are 0 … {len(res.grid) - 1}")
-        dev = torch.device(self.device or default_device())
-        model = config_model(c.config, c.members, dev)
-        if c.config.images: model.set_images(config_task(c.config).images(dev))
+        model = config_model(c.config, c.members, self.torch_device)
+        if c.config.images: model.set_images(config_task(c.config).images(self.torch_device))
         return model.eval(), c.runs.index(run)
 
     def before_after(self, res: SweepResult, run: int, fn) -> dict:
@@ -157,3 +187,26 @@ class Experiment:
         if missing: raise RuntimeError(f"{self.notebook} did not save {missing}")
         recs = [json.loads((self.dir / f'{i}.json').read_text()) for i in self.expected]
         return pd.DataFrame(recs)[['id', 'file', 'preset', 'seconds', 'device']]
+
+# %% ../nbs/07a_experiments.ipynb #c013d
+@patch
+def phase_diagram(self: Experiment, s, id: str, note: str = '', extra_title: str = '', rows: str | None = None,
+                  rows_note: str = '', **at):
+    """Sweep study `s`, print its phase counts per panel, save its phase diagram as paper id `id` with `phase_summary` (and,
+    for every `name=(v, phase)` in `at`, the share of `phase` at panel value `v`), and with `rows` the rows of final train
+    and test accuracy as that id. Returns the sweep and its results with phases."""
+    res = self.sweep(s)
+    tab = add_phases(res.results)
+    m = phase_summary(tab, s.panel)
+    none = 'full batch' if s.panel == 'batch_size' else 'none'
+    m.update({name: m['phase_shares'].get(f'{s.panel}={panel_label(v, none)}', {}).get(ph, 0.0) for name, (v, ph) in at.items()})
+    key = tab[s.panel].map(lambda v: panel_label(v, none)).rename(s.panel)
+    print(f"{s.name}: {len(tab)} runs, {s.model_steps:,} model-steps; {len(res.computed)} chunks trained, "
+          f"{len(res.cached)} read from the cache; {res.seconds:.0f} s")
+    print(pd.crosstab(tab.phase, key).reindex(index=[p for p in PHASES if p in set(tab.phase)]).to_string())
+    print(f'inversion (Partial + Full) share by {s.panel}:', m['inversion_share'])
+    config = dict(base=s.base, grid=s.grid)
+    self.save(plot_phase_diagram(tab, s.panel, title=s.title() + extra_title), id, config=config, note=note, metrics=m)
+    if rows: self.save(plot_phase_rows(tab, s.panel, title=s.title()), rows, config=config, note=rows_note,
+                       metrics={k: m[k] for k in ('mean_train_acc', 'mean_test_acc')})
+    return res, tab

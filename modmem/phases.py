@@ -4,14 +4,15 @@
 
 # %% ../nbs/05_phases.ipynb #c002
 from __future__ import annotations
-import math
+import math, numbers
 from typing import Sequence
 import numpy as np
 import pandas as pd
 
 # %% auto #0
 __all__ = ['PHASES', 'UNDECIDED', 'PHASE_COLORS', 'DIVERGED', 'DIVERGED_COLOR', 'PHASES_ALL', 'classify_phase',
-           'phases_from_history', 'add_phases', 'plot_phase_diagram', 'plot_phase_rows', 'plot_phase_ipr']
+           'phases_from_history', 'add_phases', 'panel_label', 'phase_summary', 'plot_phase_diagram', 'plot_phase_rows',
+           'plot_phase_ipr']
 
 # %% ../nbs/05_phases.ipynb #c005
 PHASES = ('Coexistence', 'Partial Inversion', 'Full Inversion', 'Memorization', 'Forgetting', 'Confusion')
@@ -70,6 +71,36 @@ def add_phases(results, **kw) -> pd.DataFrame:
     t['phase'] = classify_phase(t.train_acc, t.test_acc, t.noise, t.peak_test_acc if 'peak_test_acc' in t else None,
                                 diverged=t.diverged if 'diverged' in t else None, **kw)
     return t
+
+# %% ../nbs/05_phases.ipynb #c013d
+def panel_label(v, none: str = 'none') -> str:
+    "A panel value as text: `f'{v:g}'` for a number, `none` for None or NaN (no norm; 'full batch' for a batch size), else `str(v)`."
+    if v is None or (isinstance(v, float) and math.isnan(v)): return none
+    return f'{v:g}' if isinstance(v, numbers.Number) and not isinstance(v, bool) else str(v)
+
+def phase_summary(tab: pd.DataFrame, panel: str) -> dict:
+    """The numbers of a phase diagram (`tab`: results with a `phase` column, e.g. from `add_phases`) by its `panel`
+    column: phase shares and inversion (Partial + Full) share per panel value, runs per phase, mean train and test accuracy
+    per panel value, and the chunks' training seconds where the table has them."""
+    for col in (panel, 'phase', 'train_acc', 'test_acc'):
+        if col not in tab: raise ValueError(f"phase_summary needs a {col!r} column; the table has {list(tab.columns)}")
+    label = lambda v: panel_label(v, 'full batch' if panel == 'batch_size' else 'none')
+    vals = [v for v in dict.fromkeys(tab[panel].tolist()) if label(v) not in ('none', 'full batch')]
+    cols = [label(v) for v in sorted(vals, key=lambda v: (isinstance(v, str), v))]
+    cols += [x for x in dict.fromkeys(tab[panel].map(label)) if x not in cols]   # None / NaN last
+    key, every = tab[panel].map(label), PHASES + (UNDECIDED, DIVERGED)
+    frac = pd.crosstab(tab.phase, key, normalize='columns').reindex(index=list(every), columns=cols,
+                                                                     fill_value=0.0)
+    shares = {f'{panel}={v}': {ph: round(float(frac.loc[ph, v]), 3) for ph in every if frac.loc[ph, v] > 0} for v in frac.columns}
+    out = dict(runs=len(tab), phase_shares=shares,
+               inversion_share={v: round(float(frac.loc['Partial Inversion', v] + frac.loc['Full Inversion', v]), 3) for v in frac.columns},
+               phase_runs={ph: int(n) for ph, n in tab.phase.value_counts().items()},
+               memorization_share=round(float((tab.phase == 'Memorization').mean()), 3),
+               mean_train_acc={v: round(float(x), 3) for v, x in tab.groupby(key).train_acc.mean().reindex(frac.columns).items()},
+               mean_test_acc={v: round(float(x), 3) for v, x in tab.groupby(key).test_acc.mean().reindex(frac.columns).items()})
+    if {'chunk', 'chunk_seconds'} <= set(tab.columns):
+        out['training_seconds'] = round(float(tab.drop_duplicates('chunk').chunk_seconds.sum()), 1)
+    return out
 
 # %% ../nbs/05_phases.ipynb #c018
 def _label(name, v):

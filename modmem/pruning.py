@@ -5,6 +5,7 @@
 # %% ../nbs/04_pruning.ipynb #c002
 from __future__ import annotations
 import math, time
+from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
@@ -14,9 +15,9 @@ from .training import TrainConfig, train, evaluate
 from .fourier import neuron_ipr
 
 # %% auto #0
-__all__ = ['SCORES', 'ORDERS', 'FRACTIONS', 'CURVE_METRICS', 'ACC_LABELS', 'LOSS_LABELS', 'WIDTH_PRESETS', 'neuron_strength',
-           'neuron_scores', 'masked_copies', 'member_data', 'prune_order', 'pruning_curves', 'plot_pruning',
-           'corrupted_logits', 'plot_corrupted_logits', 'neurons_needed', 'width_sweep', 'plot_width_sweep']
+__all__ = ['SCORES', 'ORDERS', 'FRACTIONS', 'CURVE_METRICS', 'ACC_LABELS', 'LOSS_LABELS', 'neuron_strength', 'neuron_scores',
+           'masked_copies', 'member_data', 'prune_order', 'pruning_curves', 'plot_pruning', 'corrupted_logits',
+           'plot_corrupted_logits', 'neurons_needed', 'needed_by_member', 'plot_width_sweep']
 
 # %% ../nbs/04_pruning.ipynb #c005
 SCORES = ('ipr', 'strength')
@@ -155,14 +156,6 @@ def plot_corrupted_logits(model: EnsembleMLP, data: EnsembleData, members=None, 
     return fig
 
 # %% ../nbs/04_pruning.ipynb #c033
-WIDTH_PRESETS = {
-    'quick': dict(p=97, widths=[64, 128, 256], seeds=[0, 1, 2], lr=0.005, weight_decay=1.0, loss='mse', train_frac=0.5,
-                  noise=0.35, steps=1000, fractions=tuple(np.round(np.linspace(0, 1, 65), 5))),
-    'full': dict(p=97, widths=np.logspace(np.log10(500), 4, 20).round().astype(int).tolist(), seeds=list(range(40)),
-                 lr=0.005, weight_decay=1.0, loss='mse', train_frac=0.5, noise=0.35, steps=1000,
-                 fractions=tuple(np.round(np.linspace(0, 1, 201), 5))),
-}
-
 def neurons_needed(curve: pd.DataFrame, tol: float = 0.01) -> int:
     "Neurons left after the largest low-IPR pruning whose every level up to it keeps test accuracy ≥ unpruned − tol."
     t = curve.query("order == 'low'").sort_values('fraction')
@@ -171,21 +164,16 @@ def neurons_needed(curve: pd.DataFrame, tol: float = 0.01) -> int:
     last = len(ok) - 1 if ok.all() else int(np.argmin(ok)) - 1
     return int(t.n_left.iloc[last])
 
-def width_sweep(preset: str = 'quick', tol: float = 0.01, device: str | torch.device | None = None, **overrides) -> pd.DataFrame:
-    "Train every width of a preset over its seeds and record the neurons needed: one row per (width, seed)."
-    _check('preset', preset, tuple(WIDTH_PRESETS))
-    s = {**WIDTH_PRESETS[preset], **overrides}
+def needed_by_member(model, data, fractions: Sequence[float] = FRACTIONS, loss: str = 'mse', tol: float = 0.01) -> pd.DataFrame:
+    """`neurons_needed` of every member of a trained ensemble, from its low-IPR pruning curve: one row per member with the
+    width, the unpruned test accuracy, the neurons needed and the share prunable."""
+    c = pruning_curves(model, data, orders=('low',), fractions=fractions, loss=loss)
     rows = []
-    for w in s['widths']:
-        t0 = time.time()
-        r = train(TrainConfig(p=s['p'], width=int(w), loss=s['loss'], lr=s['lr'], weight_decay=s['weight_decay'],
-                              train_frac=s['train_frac'], noise=s['noise'], steps=s['steps'], seed=list(s['seeds']),
-                              log_every=s['steps']), progress=False, device=device)
-        c = pruning_curves(r.model, r.data, orders=('low',), fractions=s['fractions'], loss=s['loss'])
-        for e, seed in enumerate(s['seeds']):
-            n = neurons_needed(c[c.member == e], tol)
-            rows.append(dict(width=int(w), seed=seed, test_acc=r.results.test_acc[e], needed=n, prunable=1 - n / w,
-                             seconds=time.time() - t0))
+    for e in range(model.n_members):
+        ce = c[c.member == e]
+        n = neurons_needed(ce, tol)
+        rows.append(dict(member=e, width=model.width, test_acc=float(ce.sort_values('fraction').test_acc.iloc[0]), needed=n,
+                         prunable=1 - n / model.width))
     return pd.DataFrame(rows)
 
 def plot_width_sweep(sweep: pd.DataFrame, title: str = ''):

@@ -11,11 +11,12 @@ from .training import TrainConfig, paper1_minibatch
 from .sweep import plan_sweep
 from .experiments import PRESETS, check_preset, pick
 from .studies import Study, study, DP
-from .dynamics import PAPER2
+from .dynamics import PAPER2, paper2_config
+from .scaling import paper2_widths
 
 # %% auto #0
-__all__ = ['P2_OPS', 'P2_INDEX', 'RECIPES', 'PHASE_RECIPES', 'ARCH_STUDIES', 'describe', 'r4', 'sweep_size', 'Recipe', 'recipe',
-           'phase_study', 'arch_study', 'recipe_users', 'shared_recipes']
+__all__ = ['HISTOGRAM_CELL', 'P2_OPS', 'P2_INDEX', 'RECIPES', 'PHASE_RECIPES', 'ARCH_STUDIES', 'describe', 'r4', 'sweep_size',
+           'Recipe', 'recipe', 'phase_study', 'arch_study', 'recipe_users', 'shared_recipes']
 
 # %% ../nbs/05b_recipes.ipynb #c005
 def describe(c: TrainConfig) -> str:
@@ -41,6 +42,7 @@ def sweep_size(base: TrainConfig, grid: dict) -> dict:
 
 # %% ../nbs/05b_recipes.ipynb #c006a
 _SEEDS = dict(smoke=[0], quick=[0], full=[0, 1, 2])  # paper 1 trains each architecture with 3 seeds
+HISTOGRAM_CELL = dict(train_frac=0.8, noise=0.2)  # paper 1 Figs. 7 and 14: the (α, ξ) cell whose IPR histograms are shown
 
 def _transformer(preset, **over):
     "Paper 1's transformer (§2.3): one encoder block, d = 128, 4 heads, ReLU MLP 4d, MSE, AdamW lr 1e-3, betas (0.9, 0.98), 3000 steps; noisy labels from 0..p − 2 as in the authors' transformer data set."
@@ -66,6 +68,65 @@ def _images(preset, **over):
                        betas=(0.9, 0.98), noise_mode='uniform', steps=steps, log_every=max(1, steps // 20))
     return replace(base, **over)
 
+# %% ../nbs/05b_recipes.ipynb #c006b
+def _width_sweep(preset):
+    "Paper 1 Fig. 32: x², MSE, AdamW lr 0.005, wd 1, α 0.5, ξ 0.35; widths over seeds ([inferred] 1000 steps)."
+    p, widths, seeds, steps = pick(preset, smoke=(23, [16, 32], [0, 1], 50), quick=(97, [64, 128, 256], [0, 1, 2], 1000),
+                                   full=(97, np.logspace(np.log10(500), 4, 20).round().astype(int).tolist(), list(range(40)), 1000))
+    base = TrainConfig(p=p, width=widths[0], loss='mse', lr=0.005, weight_decay=1.0, train_frac=0.5, noise=0.35, steps=steps,
+                       log_every=steps)
+    fractions = pick(preset, smoke=17, quick=65, full=201)
+    return base, {'width': widths, 'seed': seeds}, None, dict(fractions=tuple(np.round(np.linspace(0, 1, fractions), 5)), tol=0.01)
+
+def _p2_dynamics(preset):
+    "Paper 2's early dynamics: the AdamW recipe over widths and noise levels, logged densely in the first steps."
+    p = pick(preset, smoke=23, quick=59, full=113)
+    steps = pick(preset, smoke=20, quick=300, full=2000)
+    log = pick(preset, smoke=list(range(0, 21, 2)),
+               quick=sorted({0} | set(np.unique(np.geomspace(1, 300, 40).round().astype(int)).tolist())),
+               full=sorted(set(range(0, 100)) | set(range(100, 500, 5)) | set(range(500, 2001, 20))))
+    grid = {'width': pick(preset, smoke=[17, 65], quick=[65, 257, 1025], full=[65, 257, 1025, 2049, 4097]),
+            'noise': pick(preset, smoke=[0.3], quick=[0.1, 0.3, 0.5], full=[0.1, 0.3, 0.5, 0.8]),
+            'seed': pick(preset, smoke=[0], quick=[0], full=[0, 1, 2])}
+    return paper2_config(p=p, steps=steps, log_every=log), grid, None
+
+def _p2_optimizers(preset):
+    "Paper 2 Fig. 4a and A-17: the dynamics recipe at one width, with each optimizer in `params` (overrides of AdamW)."
+    base, grid, _ = _p2_dynamics(preset)
+    xi = 0.3
+    optimizers = {'Adam lr 1e-3': dict(optimizer='adam', weight_decay=0.0),
+                  'SGD lr 0.5, momentum 0.9': dict(optimizer='sgd', lr=0.5, momentum=0.9, weight_decay=0.0),
+                  'Muon lr 0.02': dict(optimizer='muon', lr=0.02)}
+    return base, {'width': [pick(preset, smoke=65, quick=257, full=2049)], 'noise': sorted(set(grid['noise']) | {xi}),
+                  'seed': grid['seed']}, None, dict(xi=xi, optimizers=optimizers)
+
+def _p2_scaling(preset, steps=None):
+    "Paper 2 Figs. 1, 2 and A-9: the recipe at wd 0.1 over widths 2^k + 1, for (noise, weight decay) pairs as members."
+    p = pick(preset, smoke=23, quick=31, full=113)
+    steps = steps or pick(preset, smoke=40, quick=1000, full=200_000)
+    base = paper2_config(p=p, lr=pick(preset, smoke=1e-2, quick=1e-2, full=1e-3), weight_decay=0.1, steps=steps,
+                         log_every=max(1, steps // 50))
+    params = dict(noises=pick(preset, smoke=[0.5, 0.8], quick=[0.2, 0.5, 0.8], full=[0.2, 0.5, 0.8]),   # Figs. 1 and 2
+                  curve_wds=[0.1, 1.0],                                                                # Fig. 2's weight decays
+                  heat_noise=0.5,                                                                      # Fig. A-9: (M, wd) at this noise
+                  heat_wds=pick(preset, smoke=[0.1, 1.0], quick=[0.0, 0.01, 0.1, 0.3, 1.0, 3.0], full=[0.0, 0.01, 0.1, 0.3, 1.0, 3.0]))
+    members = sorted({(xi, wd) for xi in params['noises'] for wd in params['curve_wds']} |
+                     {(params['heat_noise'], wd) for wd in params['heat_wds']})
+    grid = {('noise', 'weight_decay'): members,
+            'width': pick(preset, smoke=[9, 17, 33], quick=paper2_widths(3, 8), full=paper2_widths(4, 12)), 'seed': [0]}
+    return base, grid, None, params
+
+def _p2_variants(preset, steps=None):
+    "Paper 2 Figs. A-1 to A-8: the scaling recipe with one ingredient changed (`params['variants']`: overrides) over widths."
+    base = _p2_scaling(preset, steps)[0]
+    variants = {'x² (quadratic)': dict(act='quad'), 'GeLU': dict(act='gelu'), 'subtraction': dict(op='sub'),
+                'multiplication': dict(op='mul'), 'Adam (no decay)': dict(optimizer='adam', weight_decay=0.0),
+                'SGD (momentum 0.9)': dict(optimizer='sgd', lr=0.5, momentum=0.9, weight_decay=0.0), 'Muon': dict(optimizer='muon', lr=0.02),
+                'tied U=V, asymmetric noise': dict(tied=True), 'tied U=V, symmetric noise': dict(tied=True, noise_mode='symmetric')}
+    grid = {'noise': pick(preset, smoke=[0.5], quick=[0.5, 0.8], full=[0.5, 0.8]),
+            'width': pick(preset, smoke=[9, 17], quick=[17, 65, 257], full=paper2_widths(4, 12)), 'seed': [0]}
+    return base, grid, None, dict(variants=variants)
+
 # %% ../nbs/05b_recipes.ipynb #c008
 @dataclass(frozen=True)
 class Recipe:
@@ -77,6 +138,7 @@ class Recipe:
     chunk_size: int | None = None
     notebooks: tuple = ()
     note: str = ''
+    params: dict = field(default_factory=dict)   # values the grid was built from that the analysis reads back
 
     def size(self) -> dict: return sweep_size(self.base, self.grid)
 
@@ -102,8 +164,7 @@ def _central(preset, steps=None):
     p, width = pick(preset, smoke=23, quick=47, full=113), pick(preset, smoke=33, quick=1025, full=2049)
     lr = pick(preset, smoke=2e-2, quick=2e-2, full=1e-3)
     steps = steps or pick(preset, smoke=40, quick=1000, full=200_000)  # full: paper 2's 200k full-batch steps
-    base = TrainConfig(**{**PAPER2, 'op': 'add', 'p': p, 'width': width, 'lr': lr, 'noise': 0.8, 'steps': steps,
-                          'log_every': max(1, steps // 20)})
+    base = paper2_config(op='add', p=p, width=width, lr=lr, noise=0.8, steps=steps, log_every=max(1, steps // 20))
     return base, {'op': list(P2_OPS)}, None
 
 def _recipes():
@@ -125,6 +186,11 @@ def _recipes():
         'bn_gamma': (fc('bn_gamma', dict(p=23, width=64, steps=40, log_every=10), dict(log_every=400)), ('p1_ipr',),
                      "paper 1 Fig. 5"),
         'p2_central': (_central, ('p2_filtration', 'p2_partition'), "paper 2's central network, for +, −, ×"),
+        'width_sweep': (_width_sweep, ('p1_pruning',), "paper 1 Fig. 32: neurons needed against width; [inferred] 1000 steps"),
+        'p2_dynamics': (_p2_dynamics, ('p2_dynamics',), "paper 2 Figs. 3, 4b, A-14 to A-16: AdamW over widths and noise levels"),
+        'p2_optimizers': (_p2_optimizers, ('p2_dynamics',), "paper 2 Figs. 4a, A-17: Adam, SGD and Muon at one width"),
+        'p2_scaling': (_p2_scaling, ('p2_scaling',), "paper 2 Figs. 1, 2, A-9: widths 2^k + 1 × (noise, weight decay)"),
+        'p2_variants': (_p2_variants, ('p2_scaling',), "paper 2 Figs. A-1 to A-8: one ingredient changed, over widths"),
         'transformer_heads': (lambda preset: (_transformer(preset, train_frac=0.8, noise=0.2, weight_decay=10.0),
                                               {'heads': [4, 8], 'depth': [1, 2], 'tied': [False, True], 'seed': _SEEDS[preset]}, None),
                               ('p1_transformer',), "paper 1 Fig. 12: α 0.8, ξ 0.2; 4 / 8 heads, 1 / 2 blocks, tied or not; [inferred] wd 10"),
@@ -147,8 +213,8 @@ def recipe(name: str, preset: str, **kw) -> Recipe:
     table = _recipes()
     if name not in table: raise ValueError(f"unknown recipe {name!r}: use one of {RECIPES}")
     build, notebooks, note = table[name]
-    base, grid, chunk = build(preset, **kw)
-    return Recipe(name, preset, base, grid, chunk, notebooks, note)
+    base, grid, chunk, *params = build(preset, **kw)
+    return Recipe(name, preset, base, grid, chunk, notebooks, note, *params)
 
 # %% ../nbs/05b_recipes.ipynb #c012
 def _minibatch(bs, steps):

@@ -9,7 +9,7 @@ from typing import Sequence
 import pandas as pd
 import torch
 from .training import TrainConfig, train, evaluate, default_device
-from .dynamics import PAPER2
+from .dynamics import PAPER2, paper2_config
 from .filtration import _filtered_states, _like
 
 # %% auto #0
@@ -31,7 +31,7 @@ def width_sweep(widths: Sequence[int], noises: Sequence[float] = (0.5, 0.8), see
     rows = []
     for name, over in variants.items():
         for w in widths:
-            cfg = TrainConfig(**{**PAPER2, **shared, **over, 'width': w, 'noise': list(noises), 'seed': list(seeds)})
+            cfg = paper2_config(**{**shared, **over, 'width': w, 'noise': list(noises), 'seed': list(seeds)})
             t0 = time.perf_counter()
             res = train(cfg, device=device, progress=progress)
             r = res.results.assign(variant=name, width=w, seconds=time.perf_counter() - t0)

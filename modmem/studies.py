@@ -41,6 +41,15 @@ class Study:
     @property
     def model_steps(self) -> int: return sum(len(c.runs) * c.config.steps for c in self.plan()[1])
 
+    def summary(self) -> dict:
+        "The study in one row: figure, preset, p, width, steps, the panel and its values, how many α and ξ, runs, model-steps, chunks."
+        table, chunks = self.plan()
+        return dict(study=self.name, figure=self.figure, preset=self.preset, p=self.base.p, width=self.base.width,
+                    steps=self.base.steps, panel=self.panel, values=self.grid.get(self.panel) if self.panel else None,
+                    alphas=len(self.grid.get('train_frac', [self.base.train_frac])),
+                    noises=len(self.grid.get('noise', [self.base.noise])), runs=len(table),
+                    model_steps=sum(len(c.runs) * c.config.steps for c in chunks), chunks=len(chunks))
+
     def check(self):
         "Raise a clear error for a setting that cannot train (before any work)."
         for c in self.plan()[1]:

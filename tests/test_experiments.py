@@ -29,6 +29,54 @@ def test_notebooks_have_parameters_cell():
         assert not any(c.get('outputs') for c in nb['cells'] if c['cell_type'] == 'code'), f'{n}: commit it without outputs'
 
 
+def _code(n):
+    "The code cells of experiment notebook `n` (the parameters cell apart) as parsed modules."
+    import ast
+    cells = json.loads((EXPERIMENTS / f'{n}.ipynb').read_text())['cells']
+    return [ast.parse(''.join(c['source'])) for c in cells
+            if c['cell_type'] == 'code' and 'parameters' not in c.get('metadata', {}).get('tags', [])]
+
+
+def _is_config(v):
+    "A config: a non-empty dict, list or tuple display, or a dict(...) or TrainConfig(...) call."
+    import ast
+    if isinstance(v, ast.Dict): return bool(v.keys)
+    if isinstance(v, (ast.List, ast.Tuple)): return bool(v.elts)
+    return isinstance(v, ast.Call) and getattr(v.func, 'id', None) in ('dict', 'TrainConfig')
+
+
+def test_no_helper_or_config_in_two_notebooks():
+    "A function, class, or config built from literals or a TrainConfig, bound in two experiment notebooks, belongs in modmem."
+    import ast, collections
+    where = collections.defaultdict(set)
+    for n in notebooks():
+        for tree in _code(n):
+            for node in tree.body:
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef)): where[('def', node.name)].add(n)
+                elif isinstance(node, ast.Assign) and _is_config(node.value):
+                    for t in node.targets:
+                        if isinstance(t, ast.Name): where[('config', t.id)].add(n)
+    twice = {k: sorted(v) for k, v in where.items() if len(v) > 1}
+    assert not twice, f'defined in more than one experiment notebook (move it into modmem): {twice}'
+
+
+def test_recipe_users_are_the_notebooks_that_use_them():
+    "`modmem reproduce` orders notebooks by `recipe_users`: it must name exactly the notebooks that sweep each recipe."
+    import ast, collections
+    from modmem.recipes import recipe_users
+    used = collections.defaultdict(set)
+    for n in notebooks():
+        for tree in _code(n):
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+                    f = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, 'id', None)
+                    if f in ('sweep_recipe', 'recipe', 'phase_study', 'arch_study'): used[node.args[0].value].add(n)
+    declared = recipe_users()
+    wrong = {r: dict(declared=sorted(declared.get(r, ())), used=sorted(nbs)) for r, nbs in used.items()
+             if set(declared.get(r, ())) != nbs}
+    assert not wrong, f'recipes whose declared notebooks differ from those that use them: {wrong}'
+
+
 def test_all_experiments_at_smoke(tmp_path):
     "CI runs every experiment notebook at the smoke preset; each saves exactly its manifest figures."
     t = reproduce('smoke', out=tmp_path, experiments=EXPERIMENTS, progress=False)
