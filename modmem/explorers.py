@@ -125,7 +125,7 @@ class NeuronExplorer(_Explorer):
 
 # %% ../nbs/08_explorers.ipynb #c015
 class FiltrationExplorer(_Explorer):
-    "Accuracy of f, f^G and f^R on test, clean-train and noisy-train rows of a member, for each frequency-choice rule."
+    "Accuracy of $f$, $f^G$ and $f^R$ on test, clean-train and noisy-train rows of a member, for each frequency-choice rule."
     def __init__(self, model: EnsembleMLP, data: EnsembleData, member: int = 0, loss: str = 'ce'):
         W = _widgets()
         if not 0 <= member < model.n_members: raise ValueError(f"member must be in 0 … {model.n_members - 1}, got {member}")

@@ -71,7 +71,7 @@ def primitive_root(p: int) -> int:
     return next(g for g in range(1, p) if is_primitive_root(g, p))
 
 def dlog_order(p: int, g: int | None = None, device='cpu') -> torch.Tensor:
-    "The residues g^0, g^1, …, g^(p−2) mod p on `device`: position j of a re-indexed curve holds residue g^j."
+    "The residues $g^0, g^1, …, g^{p-2}$ mod $p$ on `device`: position $j$ of a re-indexed curve holds residue $g^j$."
     g = primitive_root(p) if g is None else g
     if not is_primitive_root(g, p): raise ValueError(f"{g} is not a primitive root mod {p} (the smallest is {primitive_root(p)})")
     return torch.tensor([pow(g, j, p) for j in range(p - 1)], device=device)

@@ -36,7 +36,7 @@ def _acc_table(m: dict) -> list[list[float]]:
 
 def partition_sweep(model: EnsembleMLP, data: EnsembleData, member: int = 0, score: str = 'ipr', gammas=GAMMAS,
                     loss: str = 'ce', index: str = 'raw') -> pd.DataFrame:
-    "Test, clean-train and noisy-train accuracy of f^G_γ and f^R_γ for every γ: one row per (side, γ); `index` as in `neuron_scores`."
+    "Test, clean-train and noisy-train accuracy of $f^G_γ$ and $f^R_γ$ for every $γ$: one row per (side, γ); `index` as in `neuron_scores`."
     _check_member(model, member)
     s = neuron_scores(model, score, index)[member]
     keep = torch.cat([partition_masks(s, gammas, 'G'), partition_masks(s, gammas, 'R')])
@@ -47,7 +47,7 @@ def partition_sweep(model: EnsembleMLP, data: EnsembleData, member: int = 0, sco
                          for i, side in enumerate(('G', 'R')) for k, g in enumerate(gammas)])
 
 def select_gammas(sweep: pd.DataFrame, full_noisy_acc: float, eps: float = 0.01) -> dict:
-    "γ_G: smallest γ with f^G test ≥ best − ε; γ_R: smallest γ' with f^R noisy-train ≥ the full network's − ε."
+    "$γ_G$: the smallest $γ$ with $f^G$ test accuracy ≥ best − ε; $γ_R$: the smallest $γ'$ with $f^R$ noisy-train accuracy ≥ the full network's − ε."
     G, R = sweep[sweep.side == 'G'].sort_values('gamma'), sweep[sweep.side == 'R'].sort_values('gamma')
     gG = G.gamma[G.test_acc >= G.test_acc.max() - eps].min()
     okR = R.gamma[R.noisy_acc >= full_noisy_acc - eps]
@@ -61,7 +61,7 @@ def _accs(model, data, loss):
 
 def partition_table(model: EnsembleMLP, data: EnsembleData, member: int = 0, score: str = 'ipr', gammas=GAMMAS,
                     loss: str = 'ce', eps: float = 0.01, index: str = 'raw') -> tuple[pd.DataFrame, dict]:
-    "Accuracies of f, partition f^G (at γ_G), FF(f) and FF(partition f^G) for one member, and the selected γs; `index` for scores and FF."
+    "Accuracies of $f$, the partition $f^G$ (at $γ_G$), FF($f$) and FF(partition $f^G$) for one member, and the selected γs; `index` for scores and FF."
     _check_member(model, member)
     dev = model.emb_a.device
     data = data.to(dev)

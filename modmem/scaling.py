@@ -25,7 +25,7 @@ _FF = dict(ff_test_acc='test_acc', ff_clean_acc='clean_acc', ff_noisy_acc='corru
 def width_sweep(widths: Sequence[int], noises: Sequence[float] = (0.5, 0.8), seeds: Sequence[int] = (0,),
                 variants: dict[str, dict] | None = None, filtered: bool = False, progress: bool = False, device: str | torch.device | None = None,
                 **shared) -> pd.DataFrame:
-    "Final metrics for every (variant, width, noise, seed), one batched ensemble per (variant, width) on `device`; `filtered` adds f^G's."
+    "Final metrics for every (variant, width, noise, seed), one batched ensemble per (variant, width) on `device`; `filtered` adds $f^G$'s."
     variants = variants or {'ReLU, AdamW': {}}
     device = device or default_device()
     rows = []
