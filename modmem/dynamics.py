@@ -121,8 +121,7 @@ def dynamics_runs(widths=(65, 257, 1025), p: int = 59, noise: float = 0.3, steps
     device = device or default_device()
     out = {}
     for w in widths:
-        cfg = paper2_config(**{'p': p, 'width': w, 'noise': noise, 'steps': steps, 'seed': list(seeds),
-                             'log_every': log_every, **overrides})
+        cfg = paper2_config(p=p, width=w, noise=noise, steps=steps, seed=list(seeds), log_every=log_every, **overrides)
         out[w] = train(cfg, device=device, progress=False, metrics=grad_norm_metrics(cfg.loss) if grad_norms else None)
     return out
 

@@ -198,9 +198,8 @@ def phase_diagram(self: Experiment, s, id: str, note: str = '', extra_title: str
     res = self.sweep(s)
     tab = add_phases(res.results)
     m = phase_summary(tab, s.panel)
-    none = 'full batch' if s.panel == 'batch_size' else 'none'
-    m.update({name: m['phase_shares'].get(f'{s.panel}={panel_label(v, none)}', {}).get(ph, 0.0) for name, (v, ph) in at.items()})
-    key = tab[s.panel].map(lambda v: panel_label(v, none)).rename(s.panel)
+    m.update({name: m['phase_shares'].get(f'{s.panel}={panel_label(v, s.panel)}', {}).get(ph, 0.0) for name, (v, ph) in at.items()})
+    key = tab[s.panel].map(lambda v: panel_label(v, s.panel)).rename(s.panel)
     print(f"{s.name}: {len(tab)} runs, {s.model_steps:,} model-steps; {len(res.computed)} chunks trained, "
           f"{len(res.cached)} read from the cache; {res.seconds:.0f} s")
     print(pd.crosstab(tab.phase, key).reindex(index=[p for p in PHASES if p in set(tab.phase)]).to_string())

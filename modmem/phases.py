@@ -73,9 +73,11 @@ def add_phases(results, **kw) -> pd.DataFrame:
     return t
 
 # %% ../nbs/05_phases.ipynb #c013d
-def panel_label(v, none: str = 'none') -> str:
-    "A panel value as text: `f'{v:g}'` for a number, `none` for None or NaN (no norm; 'full batch' for a batch size), else `str(v)`."
-    if v is None or (isinstance(v, float) and math.isnan(v)): return none
+def _missing(v) -> bool: return v is None or (isinstance(v, float) and math.isnan(v))
+
+def panel_label(v, panel: str | None = None) -> str:
+    "A value of panel column `panel` as text: `f'{v:g}'` for a number, `str(v)` else; None or NaN is 'full batch' for a batch size, else 'none'."
+    if _missing(v): return 'full batch' if panel == 'batch_size' else 'none'
     return f'{v:g}' if isinstance(v, numbers.Number) and not isinstance(v, bool) else str(v)
 
 def phase_summary(tab: pd.DataFrame, panel: str) -> dict:
@@ -84,11 +86,10 @@ def phase_summary(tab: pd.DataFrame, panel: str) -> dict:
     per panel value, and the chunks' training seconds where the table has them."""
     for col in (panel, 'phase', 'train_acc', 'test_acc'):
         if col not in tab: raise ValueError(f"phase_summary needs a {col!r} column; the table has {list(tab.columns)}")
-    label = lambda v: panel_label(v, 'full batch' if panel == 'batch_size' else 'none')
-    vals = [v for v in dict.fromkeys(tab[panel].tolist()) if label(v) not in ('none', 'full batch')]
-    cols = [label(v) for v in sorted(vals, key=lambda v: (isinstance(v, str), v))]
-    cols += [x for x in dict.fromkeys(tab[panel].map(label)) if x not in cols]   # None / NaN last
-    key, every = tab[panel].map(label), PHASES + (UNDECIDED, DIVERGED)
+    vals = list(dict.fromkeys(tab[panel].tolist()))
+    cols = [panel_label(v, panel) for v in sorted([v for v in vals if not _missing(v)], key=lambda v: (isinstance(v, str), v))]
+    cols += [panel_label(None, panel)] * any(_missing(v) for v in vals)   # None / NaN last
+    key, every = tab[panel].map(lambda v: panel_label(v, panel)), PHASES + (UNDECIDED, DIVERGED)
     frac = pd.crosstab(tab.phase, key, normalize='columns').reindex(index=list(every), columns=cols,
                                                                      fill_value=0.0)
     shares = {f'{panel}={v}': {ph: round(float(frac.loc[ph, v]), 3) for ph in every if frac.loc[ph, v] > 0} for v in frac.columns}
@@ -104,9 +105,9 @@ def phase_summary(tab: pd.DataFrame, panel: str) -> dict:
 
 # %% ../nbs/05_phases.ipynb #c018
 def _label(name, v):
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return 'full batch' if name == 'batch_size' else f'{name}=none'
-    return f'{name}={v:g}' if isinstance(v, (int, float)) else f'{name}={v}'
+    "A panel's title: `name=value`, or 'full batch'."
+    lab = panel_label(v, name)
+    return lab if lab == 'full batch' else f'{name}={lab}'
 
 def _panels(t, panel):
     if panel is None: return [(None, t)]

@@ -4,14 +4,13 @@
 
 # %% ../nbs/04_pruning.ipynb #c002
 from __future__ import annotations
-import math, time
 from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
 from .data import EnsembleData
 from .models import EnsembleMLP, ACTIVATIONS
-from .training import TrainConfig, train, evaluate
+from .training import evaluate
 from .fourier import neuron_ipr
 
 # %% auto #0

@@ -22,6 +22,8 @@ __all__ = ['PRESETS', 'PAPER_SCALE', 'WD', 'DP', 'STUDIES', 'Study', 'study', 's
 # %% ../nbs/05a_studies.ipynb #c005
 PRESETS = ('full',)  # paper 1's settings; the smaller presets are in modmem.recipes
 
+def _model_steps(chunks) -> int: return sum(len(c.runs) * c.config.steps for c in chunks)
+
 @dataclass
 class Study:
     "A paper-1 experiment as a sweep: base config, grid, panel axis, figure, preset."
@@ -39,7 +41,7 @@ class Study:
     @property
     def n_runs(self) -> int: return len(self.plan()[0])
     @property
-    def model_steps(self) -> int: return sum(len(c.runs) * c.config.steps for c in self.plan()[1])
+    def model_steps(self) -> int: return _model_steps(self.plan()[1])
 
     def summary(self) -> dict:
         "The study in one row: figure, preset, p, width, steps, the panel and its values, how many α and ξ, runs, model-steps, chunks."
@@ -48,7 +50,7 @@ class Study:
                     steps=self.base.steps, panel=self.panel, values=self.grid.get(self.panel) if self.panel else None,
                     alphas=len(self.grid.get('train_frac', [self.base.train_frac])),
                     noises=len(self.grid.get('noise', [self.base.noise])), runs=len(table),
-                    model_steps=sum(len(c.runs) * c.config.steps for c in chunks), chunks=len(chunks))
+                    model_steps=_model_steps(chunks), chunks=len(chunks))
 
     def check(self):
         "Raise a clear error for a setting that cannot train (before any work)."
