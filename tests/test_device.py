@@ -278,8 +278,8 @@ def test_experiment_network_on_its_device(on_meta, device, tmp_path):
 
 def test_a_metric_sees_every_training_step(device):
     "The trainer's metrics are computed afresh at each logged step (an old cache keyed on parameter versions missed the engine's updates)."
-    from modmem.dynamics import PAPER2
-    cfg = TrainConfig(**{**PAPER2, 'p': 11, 'width': 16, 'noise': 0.3, 'steps': 20, 'log_every': 5, 'lr': 1e-2})
+    from modmem.dynamics import paper2_config
+    cfg = paper2_config(p=11, width=16, noise=0.3, steps=20, log_every=5, lr=1e-2)
     r = train(cfg, device=device, progress=False, metrics=grad_norm_metrics())
     h = r.history[r.history.metric == 'grad_norm_noisy'].sort_values('step')
     assert h.value.nunique() == len(h) == 5, 'one new value per logged step'
