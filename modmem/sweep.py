@@ -18,15 +18,16 @@ from .models import EnsembleMLP
 from .provenance import training_hash
 from .storage import atomic_write, write_json
 from .training import (TrainConfig, PER_MEMBER, train, check_metrics, metric_key, default_device, StackedOptimizer,
-                             train_memory, n_train_rows, build_training, TrainResult, config_data, config_task, model_from_state)
+                             metric_values, train_memory, train_seconds, n_train_rows, build_training, matmul_precision, TrainResult, config_data, config_task, model_from_state)
 try: import fcntl
 except ImportError: fcntl = None  # no OS file locks (Windows): chunks are not locked
 
 # %% auto #0
-__all__ = ['CONFIG_FIELDS', 'SHARED', 'SCHEMA', 'TRAINING_HASH', 'MANIFEST', 'LOCK', 'EXECUTORS', 'expand_grid', 'Chunk',
-           'config_key', 'check_shared', 'check_chunk', 'memory_budget', 'chunk_limit', 'plan_sweep', 'run_chunk',
-           'CacheWarning', 'default_cache', 'chunk_problem', 'chunk_done', 'save_chunk', 'ChunkLock', 'chunk_lock',
-           'SweepResult', 'sweep_extra', 'sweep', 'chunk_throughput', 'sweep_throughput']
+__all__ = ['CONFIG_FIELDS', 'SHARED', 'SCHEMA', 'TRAINING_HASH', 'PLAN_MEMORY', 'CHUNK_SECONDS', 'MANIFEST', 'LOCK', 'EXECUTORS',
+           'expand_grid', 'Chunk', 'config_key', 'check_shared', 'check_chunk', 'device_capacity', 'memory_budget',
+           'chunk_limit', 'plan_sweep', 'run_chunk', 'CacheWarning', 'default_cache', 'chunk_problem', 'chunk_done',
+           'save_chunk', 'ChunkLock', 'chunk_lock', 'SweepResult', 'sweep_extra', 'sweep', 'chunk_throughput',
+           'sweep_throughput']
 
 # %% ../nbs/02a_sweep.ipynb #c005
 CONFIG_FIELDS = tuple(f.name for f in fields(TrainConfig))
@@ -88,6 +89,10 @@ class Chunk:
         "Bytes this chunk needs to train on `device` (see `modmem.training.train_memory`)."
         return train_memory(self.config, len(self.runs), self.rows, device=device)
 
+    def seconds(self) -> float:
+        "Estimated seconds this chunk trains on the reference GPU (`modmem.training.train_seconds`)."
+        return train_seconds(self.config, len(self.runs), self.rows)['total']
+
 def _jsonable(v):
     if callable(v): return getattr(v, '__name__', 'custom')
     if isinstance(v, tuple): return list(v)
@@ -131,21 +136,31 @@ def check_chunk(cfg: TrainConfig, members: pd.DataFrame, runs: Sequence[int] | N
                              f"(train_frac={f} gives {n} rows at p={cfg.p}): use batch_size <= {min(sizes)}, None (full batch), or a larger train_frac")
     cfg.validate(members)
 
+PLAN_MEMORY = 64 * 2 ** 30  # the most a plan gives a chunk: one plan on every GPU of 76 GiB or more (an H100 80 GB, an H200)
+CHUNK_SECONDS = 420.0  # the most a chunk may take on the reference GPU (`modmem.training.train_seconds`): it fits a GPU lease
+
+def device_capacity(device: str | torch.device | None = None) -> int:
+    "Total bytes of `device`: a CUDA GPU's memory, else the machine's RAM."
+    dev = torch.device(device or default_device())
+    if dev.type == 'cuda': return torch.cuda.get_device_properties(dev).total_memory
+    try: return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    except (ValueError, OSError, AttributeError): return 16 * 2 ** 30
+
 def memory_budget(device: str | torch.device | None = None, memory: float | None = None) -> int:
-    "Bytes a plan may use on `device`: `memory` if given, else 90 % of a GPU's free memory or half of the CPU's RAM."
+    "Bytes a plan may use on `device`: `memory` if given, else 85 % of a GPU's memory or half the CPU's RAM, at most `PLAN_MEMORY` — the device's size, not what is free now, so a plan (and its keys) does not depend on what ran before."
     if memory is not None:
         if memory <= 0: raise ValueError(f"memory must be a positive number of bytes, got {memory!r}")
         return int(memory)
     dev = torch.device(device or default_device())
-    if dev.type == 'cuda': return int(0.9 * torch.cuda.mem_get_info(dev)[0])
-    try: return int(0.5 * os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES'))
-    except (ValueError, OSError, AttributeError): return 8 * 2 ** 30
+    return int(min(PLAN_MEMORY, (0.85 if dev.type == 'cuda' else 0.5) * device_capacity(dev)))
 
-def chunk_limit(cfg: TrainConfig, rows: int, device: str | torch.device | None = None, memory: float | None = None, most: int = 2 ** 20) -> int:
-    "The most members of `cfg` training on `rows` rows that fit the memory budget of `device` (at least 1, or an error)."
+def chunk_limit(cfg: TrainConfig, rows: int, device: str | torch.device | None = None, memory: float | None = None, most: int = 2 ** 20,
+                seconds: float | None = CHUNK_SECONDS) -> int:
+    "The most members of `cfg` training on `rows` rows that fit the memory budget of `device` and (if `seconds`) train within `seconds` on the reference GPU (at least 1, or an error)."
     dev = torch.device(device or default_device())
     budget = memory_budget(dev, memory)
-    fits = lambda n: train_memory(cfg, n, rows, device=dev.type)['total'] <= budget
+    fits = lambda n: (train_memory(cfg, n, rows, device=dev.type)['total'] <= budget
+                      and (seconds is None or n == 1 or train_seconds(cfg, n, rows)['total'] <= seconds))
     if not fits(1):
         need = train_memory(cfg, 1, rows, device=dev.type)['total']
         raise ValueError(f"one member (p={cfg.p}, width={cfg.width}, {rows} rows) needs {need / 2 ** 30:.1f} GiB on {dev.type}, "
@@ -157,8 +172,8 @@ def chunk_limit(cfg: TrainConfig, rows: int, device: str | torch.device | None =
     return lo
 
 def plan_sweep(base: TrainConfig, grid: dict, chunk_size: int | None = None, extra=None, device: str | torch.device | None = None,
-               memory: float | None = None, mix_sizes: bool = False) -> tuple[pd.DataFrame, list[Chunk]]:
-    "The grid table (one row per run) and its checked chunks: one ensemble per shared setting and training-set size, cut to fit `device`."
+               memory: float | None = None, mix_sizes: bool = False, seconds: float | None = CHUNK_SECONDS) -> tuple[pd.DataFrame, list[Chunk]]:
+    "The grid table (one row per run) and its checked chunks: one ensemble per shared setting and (full batch) training-set size, cut to fit `device` and `seconds`."
     if chunk_size is not None and (not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1):
         raise ValueError(f"chunk_size must be an integer >= 1 or None (as many as fit the device), got {chunk_size!r}")
     cols, rows = _grid_rows(grid, base)
@@ -171,7 +186,7 @@ def plan_sweep(base: TrainConfig, grid: dict, chunk_size: int | None = None, ext
         check_shared(cfg_i)
         for k in ('seed', 'split_seed', 'noise_seed'):
             if r.get(k) is not None and not _is_int(r[k]): raise ValueError(f"{k} must be an integer, got {r[k]!r} (run {i})")
-        size = None if mix_sizes else n_train_rows(cfg_i, r.get('train_frac', _first(base.train_frac)))
+        size = None if mix_sizes or cfg_i.batch_size else n_train_rows(cfg_i, r.get('train_frac', _first(base.train_frac)))  # a minibatch's shape is the batch
         groups.setdefault(tuple(_hashable(r[c]) for c in shared) + (size,), []).append(i)
     plans = []
     for gkey, idx in groups.items():  # every chunk is checked before the memory model plans any
@@ -185,7 +200,7 @@ def plan_sweep(base: TrainConfig, grid: dict, chunk_size: int | None = None, ext
     chunks = []
     for cfg, idx, members, defaults in plans:
         n_rows = cfg.batch_size or max(n_train_rows(cfg, f) for f in members.train_frac)
-        limit = chunk_limit(cfg, n_rows, device, memory, most=len(idx))
+        limit = chunk_limit(cfg, n_rows, device, memory, most=len(idx), seconds=seconds)
         if chunk_size is not None: limit = min(limit, chunk_size)
         n = math.ceil(len(idx) / limit)
         for part in range(n):
@@ -207,7 +222,7 @@ def _peaks(history: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(dict(peak_train_acc=g.train_acc.max(), peak_test_acc=g.test_acc.max(), peak_test_step=at))
 
 def run_chunk(chunk: Chunk, device: str | None = None, metrics: dict | None = None, neuron_metrics: dict | None = None,
-              weights: bool = False, threads: int | None = None) -> dict:
+              weights: bool = False, threads: int | None = None, final_metrics: dict | None = None) -> dict:
     "Train one chunk; return its results, history, per-neuron table and (if asked) weights. Writes nothing."
     before = torch.get_num_threads()
     if threads: torch.set_num_threads(threads)
@@ -224,6 +239,15 @@ def run_chunk(chunk: Chunk, device: str | None = None, metrics: dict | None = No
         E, N = v.shape
         neurons.append(pd.DataFrame(dict(member=torch.arange(E).repeat_interleave(N).numpy(), neuron=torch.arange(N).repeat(E).numpy(),
                                          metric=name, value=v.flatten().numpy())))
+    if final_metrics:  # per-member numbers of the trained networks (in eval mode), while they are on the device
+        was = res.model.training; res.model.eval()
+        with torch.no_grad(): final = metric_values(final_metrics, res.model, res.data)
+        res.model.train(was)
+        for name, v in final.items():
+            v = torch.as_tensor(v).detach().float().cpu()
+            if v.shape != (len(chunk.runs),): raise ValueError(f"final metric {name!r} must give [members] = ({len(chunk.runs)},), got {tuple(v.shape)}")
+            if name in results: raise ValueError(f"final metric {name!r} would overwrite the results column {name!r}: rename it")
+            results[name] = v.numpy()
     state = {k: v.detach().cpu().contiguous() for k, v in res.model.state_dict().items()} if weights else None
     return dict(key=chunk.key, results=results, history=res.history, neurons=pd.concat(neurons) if neurons else None,
                 weights=state, seconds=res.seconds, device=str(device), code=TRAINING_HASH)
@@ -465,20 +489,25 @@ def _collect(table, chunks, cache, ok: set | None = None):
     res = res[['run'] + [c for c in res.columns if c not in table.columns]]
     return table.merge(res, on='run', how='inner').sort_values('run').reset_index(drop=True)
 
-def sweep_extra(metrics: dict | None = None, neuron_metrics: dict | None = None) -> dict:
+def sweep_extra(metrics: dict | None = None, neuron_metrics: dict | None = None, final_metrics: dict | None = None) -> dict:
     "What a sweep's chunk keys hold besides the config: `metric_key` of every extra metric (checked first)."
-    check_metrics(metrics); check_metrics(neuron_metrics)
-    return dict(metrics={k: metric_key(f) for k, f in sorted((metrics or {}).items())},
-                neuron_metrics={k: metric_key(f) for k, f in sorted((neuron_metrics or {}).items())})
+    check_metrics(metrics); check_metrics(neuron_metrics); check_metrics(final_metrics)
+    keys = lambda ms: {k: metric_key(f) for k, f in sorted((ms or {}).items())}
+    extra = dict(metrics=keys(metrics), neuron_metrics=keys(neuron_metrics))
+    if final_metrics: extra['final_metrics'] = keys(final_metrics)
+    return extra
 
 def sweep(base: TrainConfig, grid: dict, cache: str | Path | None = None, chunk_size: int | None = None, executor=None,
           n_workers: int | None = None, device: str | None = None, metrics: dict | None = None,
           neuron_metrics: dict | None = None, weights: bool = False, max_chunks: int | None = None,
-          threads: int | None = None, progress: bool = True, memory: float | None = None, mix_sizes: bool = False) -> SweepResult:
-    "Train every point of `grid` (over `base`) in cached, checksummed, locked chunks of batched ensembles; return the results table."
+          threads: int | None = None, progress: bool = True, memory: float | None = None, mix_sizes: bool = False,
+          deadline: float | None = None, seconds: float | None = CHUNK_SECONDS, final_metrics: dict | None = None) -> SweepResult:
+    "Train every point of `grid` (over `base`) in cached, checksummed, locked chunks of batched ensembles (none started that would end after `deadline`, a `time.time()`); return the results table."
     t0 = time.perf_counter()
-    extra = sweep_extra(metrics, neuron_metrics)
-    table, chunks = plan_sweep(base, grid, chunk_size, extra, device, memory, mix_sizes)  # checks every chunk
+    extra = sweep_extra(metrics, neuron_metrics, final_metrics)
+    if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, numbers.Real)):
+        raise ValueError(f"deadline must be a time.time() in seconds or None, got {deadline!r}")
+    table, chunks = plan_sweep(base, grid, chunk_size, extra, device, memory, mix_sizes, seconds)  # checks every chunk
     if executor is not None and not (executor == 'processes' or isinstance(executor, cf.Executor) or hasattr(executor, 'get_executor')
                                      or (isinstance(executor, str) and ':' in executor)):
         raise ValueError(f"unknown executor {executor!r}: use {EXECUTORS}")
@@ -511,7 +540,13 @@ def sweep(base: TrainConfig, grid: dict, cache: str | Path | None = None, chunk_
         locks[c.key] = lock
         return True
 
+    pace = [1.0]  # the slowest measured / estimated seconds of this call's chunks: how far to trust the next estimate
+    def in_time(c) -> bool:
+        "Whether chunk `c` can still start: no deadline, or its estimate (scaled by `pace`) ends before it."
+        return deadline is None or time.time() + pace[0] * c.seconds() <= deadline
+
     def finish(c, out):
+        pace[0] = max(pace[0], out['seconds'] / max(c.seconds(), 1e-9))
         if c.code and out.get('code') and out['code'] != c.code:
             raise RuntimeError(f"chunk {c.key} was trained by modmem training code {out['code']} but planned with {c.code}: "
                                f"the workers run another version of modmem than this process; install the same one there")
@@ -519,7 +554,8 @@ def sweep(base: TrainConfig, grid: dict, cache: str | Path | None = None, chunk_
         locks.pop(c.key).release()
 
     pool, owned, pool_threads = _executor(executor, n_workers, device) if todo and budget > 0 else (None, None, None)
-    kw = dict(device=device, metrics=metrics, neuron_metrics=neuron_metrics, weights=weights, threads=threads or pool_threads)
+    kw = dict(device=device, metrics=metrics, neuron_metrics=neuron_metrics, weights=weights, threads=threads or pool_threads,
+              final_metrics=final_metrics)
 
     def run(cs):
         if pool is None:
@@ -535,7 +571,7 @@ def sweep(base: TrainConfig, grid: dict, cache: str | Path | None = None, chunk_
     try:
         mine = []
         for c in todo:  # first every chunk no other process holds: inline one by one, on a pool all at once
-            if len(computed) + len(mine) >= budget: break
+            if len(computed) + len(mine) >= budget or not in_time(c): break
             got = claim(c, wait=False)
             if got is None: deferred.append(c)
             elif got:
@@ -543,7 +579,7 @@ def sweep(base: TrainConfig, grid: dict, cache: str | Path | None = None, chunk_
                 else: mine.append(c)
         run(mine)
         for c in deferred:  # then wait for those another process was training: read them, or train them if it died
-            if len(computed) >= budget: break
+            if len(computed) >= budget or not in_time(c): break
             if claim(c, wait=True): run([c])
     finally:
         for lock in locks.values(): lock.release()
@@ -596,15 +632,16 @@ def chunk_throughput(chunk: Chunk, steps: int = 3, warmup: int = 1, device: str 
     device = torch.device(device or default_device())
     cfg, mem = chunk.config, chunk.members
     E = len(mem)
-    *_, step = build_training(cfg, mem, device)
-    for i in range(warmup): step(i)
-    _sync(device); t0 = time.perf_counter()
-    for i in range(steps): step(warmup + i)
-    _sync(device); dt = time.perf_counter() - t0
+    with matmul_precision(cfg.precision):
+        *_, step = build_training(cfg, mem, device)
+        for i in range(warmup): step(i)
+        _sync(device); t0 = time.perf_counter()
+        for i in range(steps): step(warmup + i)
+        _sync(device); dt = time.perf_counter() - t0
     rate = E * steps / dt
     return dict(chunk=chunk.key, members=E, train_frac_min=mem.train_frac.min(), train_frac_max=mem.train_frac.max(),
                 batch=chunk.rows, device=str(device), seconds_per_step=dt / steps, model_steps_per_s=rate,
-                config_steps=cfg.steps, est_chunk_hours=E * cfg.steps / rate / 3600)
+                config_steps=cfg.steps, est_chunk_hours=E * cfg.steps / rate / 3600, reference_gpu_hours=chunk.seconds() / 3600)
 
 def sweep_throughput(base: TrainConfig, grid: dict, chunk_size: int | None = None, steps: int = 3, chunks: Sequence[int] | None = None,
                      device: str | None = None, memory: float | None = None, mix_sizes: bool = False) -> pd.DataFrame:

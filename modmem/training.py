@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_training.ipynb #c002
 from __future__ import annotations
-import functools, hashlib, inspect, itertools, json, math, numbers, os, shutil, tempfile, time, uuid
+import contextlib, functools, hashlib, inspect, itertools, json, math, numbers, os, shutil, tempfile, time, uuid, warnings
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 from typing import Callable, Sequence
@@ -16,12 +16,13 @@ from .data import ModularTask, EnsembleData, make_data, check_fraction, check_mo
 from .models import EnsembleMLP, activation_name, init_std, NORMS, _per_member, ACTIVATIONS, _act_grad
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'LOSSES', 'EVAL_BUDGET', 'PER_MEMBER', 'MODELS', 'DEFAULT_DEPTH', 'DEVICE_TYPES', 'INCOMPLETE',
-           'CPU_TILE_FLOATS', 'STATE_TENSORS', 'StackedOptimizer', 'example_loss', 'eval_rows', 'model_row_floats',
-           'weight_norms', 'evaluate', 'UsageError', 'image_sets', 'task_rows', 'TrainConfig', 'paper1_minibatch',
-           'default_device', 'check_device', 'TrainResult', 'check_out', 'write_run', 'member_params', 'n_train_rows',
-           'model_sizes', 'train_memory', 'available_memory', 'run_memory', 'check_memory', 'cpu_allocator_tuning',
-           'auto_member_chunk', 'auto_row_chunk', 'slice_grads', 'TrainStep', 'Metric', 'metric_key', 'check_metrics',
+__all__ = ['OPTIMIZERS', 'LOSSES', 'EVAL_BUDGET', 'PER_MEMBER', 'PRECISIONS', 'MODELS', 'DEFAULT_DEPTH', 'DEVICE_TYPES',
+           'INCOMPLETE', 'CPU_TILE_FLOATS', 'STATE_TENSORS', 'REFERENCE_GPU', 'LOOKUP_PARAMS', 'StackedOptimizer',
+           'example_loss', 'eval_rows', 'model_row_floats', 'weight_norms', 'evaluate', 'UsageError', 'image_sets',
+           'task_rows', 'TrainConfig', 'paper1_minibatch', 'default_device', 'check_device', 'TrainResult', 'check_out',
+           'write_run', 'member_params', 'n_train_rows', 'model_sizes', 'train_memory', 'available_memory',
+           'run_memory', 'check_memory', 'cpu_allocator_tuning', 'auto_member_chunk', 'auto_row_chunk', 'step_ops',
+           'train_seconds', 'matmul_precision', 'slice_grads', 'TrainStep', 'Metric', 'metric_key', 'check_metrics',
            'metric_values', 'config_task', 'config_data', 'model_class', 'config_model', 'model_from_state',
            'member_frame', 'build_training', 'train', 'plot_curves']
 
@@ -217,6 +218,8 @@ def _check_real(name, v, low: float, high: float | None = None, strict: bool = F
         rng = f"in [{low:g}, {high:g})" if high is not None else f"{'>' if strict else '>='} {low:g}"
         raise UsageError(f"{name} must be a finite number {rng}, got {v!r}")
 
+PRECISIONS = ('fp32', 'tf32')  # tf32: matrix products in TensorFloat-32 on CUDA (faster, ~1e-3 relative error), only when asked
+
 MODELS = {  # model family → what it is (`config_model` builds it)
     'mlp': "paper 1's two-layer network f = W·φ(U[:, a] + V[:, b]) (+ μ) (modmem.models)",
     'deep': "a ReLU MLP with `depth` weight layers on the one-hot pair, or on images for an image data set (modmem.deep, modmem.image_mlp)",
@@ -270,6 +273,7 @@ class TrainConfig:
     noise_seed: int | list = 0
     log_every: int | list | None = None
     member_chunk: int | None = None
+    precision: str = 'fp32'
 
     def member_table(self) -> pd.DataFrame:
         "One row per member: the product of the list-valued per-member knobs."
@@ -298,6 +302,7 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS: raise ValueError(f"unknown optimizer {self.optimizer!r}: use one of {OPTIMIZERS}")
         if self.norm not in NORMS: raise ValueError(f"unknown norm {self.norm!r}: use one of {NORMS}")
         if self.split not in ('seeded', 'authors'): raise ValueError(f"unknown split {self.split!r}: use 'seeded' or 'authors'")
+        if self.precision not in PRECISIONS: raise UsageError(f"unknown precision {self.precision!r}: use one of {PRECISIONS}")
         if self.split == 'authors' and self.noise_mode != 'uniform':
             raise UsageError(f"split 'authors' only has noise_mode 'uniform', got {self.noise_mode!r}")
         if isinstance(self.init, numbers.Real) and not isinstance(self.init, bool): _check_real('init (a std)', self.init, 0, strict=True)
@@ -572,9 +577,10 @@ def cpu_allocator_tuning():
     except (OSError, AttributeError): pass
 
 def _free_memory(device) -> int:
-    "Free bytes on a CUDA device (read once, outside any loop)."
-    free, _ = torch.cuda.mem_get_info(torch.device(device))
-    return free
+    "Bytes a run can still allocate on a CUDA device (read once, outside any loop): the driver's free memory and the blocks PyTorch's caching allocator holds unused (freed by an earlier run of this process)."
+    dev = torch.device(device)
+    free, _ = torch.cuda.mem_get_info(dev)
+    return free + torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
 
 def auto_member_chunk(model, batch: int, device, memory: int | None = None) -> int:
     "Members per slice: on a GPU all that fit `memory` (default: its free memory); on a CPU as many as one cache tile holds."
@@ -590,6 +596,52 @@ def auto_row_chunk(model, batch: int, members: int, device) -> int:
     "Rows per tile: all of them on a GPU or with BatchNorm (batch statistics); on a CPU a cache tile's worth."
     if torch.device(device).type != 'cpu' or model.norm == 'batch': return batch
     return max(1, min(batch, CPU_TILE_FLOATS // (members * model.width)))
+
+# %% ../nbs/02_training.ipynb #c022t
+REFERENCE_GPU = dict(name='H100 SXM 80 GB, FP32', flops=0.6 * 67e12, bytes=0.6 * 3.35e12, launch=5e-6)  # per second; seconds per op
+LOOKUP_PARAMS = ('emb_a', 'emb_b', 'tok', 'pos')  # tables a row reads one entry of: no GEMM
+
+def _dense_params(cfg: TrainConfig) -> tuple[int, int]:
+    "(weights one training row multiplies through, tokens per row) of one member of `cfg`'s model."
+    if cfg.model == 'mlp': return cfg.width * cfg.p + (2 * cfg.width if cfg.norm else 0), 1
+    m = config_model(cfg, cfg.member_table().iloc[:1], 'meta')  # shapes only
+    dense = sum(q[0].numel() for n, q in m.named_parameters() if n not in LOOKUP_PARAMS)
+    return dense, (m.pos.shape[1] if cfg.model == 'transformer' else 1)
+
+def step_ops(cfg: TrainConfig) -> int:
+    "About how many operations (kernel launches) one training step of `cfg` dispatches, whatever the number of members."
+    ops = {'mlp': 45, 'deep': 110, 'transformer': 260}[cfg.model]
+    ops += 110 * bool(cfg.norm) + 30 * _has_dropout(cfg) + 15 * bool(cfg.batch_size) + 420 * (cfg.optimizer == 'muon')
+    return ops
+
+def train_seconds(cfg: TrainConfig, n_members: int, rows: int, gpu: dict | None = None) -> dict[str, float]:
+    "Estimated seconds that training `n_members` members of `cfg` on `rows` rows per step takes on `gpu` (default `REFERENCE_GPU`)."
+    g = gpu or REFERENCE_GPU
+    dense, tokens = _dense_params(cfg)
+    P, per_row = model_sizes(cfg)
+    E, table = n_members, task_rows(cfg)
+    step = (E * rows * tokens * 6 * dense / g['flops'] + E * (rows * 12 * per_row + 28 * P) / g['bytes']
+            + step_ops(cfg) * g['launch'])
+    evals = len(_log_steps(cfg.log_every, cfg.steps))
+    per_eval = E * table * tokens * 2 * dense / g['flops'] + E * table * 4 * per_row / g['bytes'] + 60 * g['launch']
+    train, evaluation = cfg.steps * step, evals * per_eval
+    return dict(train=train, evaluation=evaluation, total=train + evaluation + 2.0)  # + building data and model
+
+# %% ../nbs/02_training.ipynb #c022p
+@contextlib.contextmanager
+def matmul_precision(precision: str = 'fp32'):
+    "Run a block with float32 matrix products in `precision` ('fp32': full FP32, TF32 off on CUDA; 'tf32': TensorFloat-32), restoring torch's settings after."
+    if precision not in PRECISIONS: raise UsageError(f"unknown precision {precision!r}: use one of {PRECISIONS}")
+    before = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # newer torch prefers its fp32_precision settings; these still decide
+        torch.set_float32_matmul_precision('highest' if precision == 'fp32' else 'high')
+        torch.backends.cudnn.allow_tf32 = precision == 'tf32'
+    try: yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            torch.set_float32_matmul_precision(before[0]); torch.backends.cudnn.allow_tf32 = before[1]
 
 # %% ../nbs/02_training.ipynb #c022g
 def _scatter_rows(g: torch.Tensor, idx: torch.Tensor, dh: torch.Tensor):
@@ -836,6 +888,10 @@ def train(config: TrainConfig, members: pd.DataFrame | list[dict] | None = None,
     device = check_device(device or default_device())
     check_memory(cfg, members, device)
     if device.type == 'cpu': torch.set_flush_denormal(True); cpu_allocator_tuning()
+    with matmul_precision(cfg.precision): return _train(cfg, members, device, progress, metrics)
+
+def _train(cfg: TrainConfig, members: pd.DataFrame, device: torch.device, progress: bool, metrics: dict | None) -> TrainResult:
+    "`train`'s loop, once the settings, metrics, device and memory are checked."
     t0 = time.perf_counter()
     data, model, _, step_fn = build_training(cfg, members, device)
     E = len(members)

@@ -1,7 +1,8 @@
-"Every `full` phase-diagram study plans into chunks that fit an 80 GB GPU, without training (and without a GPU)."
+"Every `full` phase-diagram study plans into chunks that fit an 80 GB GPU and a GPU lease, without training (and without a GPU); the plan is the same on every large GPU and whatever ran before."
 import pytest
+import modmem.sweep as sweep_mod
 from modmem.studies import STUDIES, study
-from modmem.sweep import plan_sweep
+from modmem.sweep import plan_sweep, CHUNK_SECONDS, PLAN_MEMORY
 from modmem.training import n_train_rows, train_memory, TrainConfig
 
 GPU = 80 * 10 ** 9  # an H100's memory, as mem_get_info would report most of it free
@@ -15,9 +16,30 @@ def test_full_study_fits_80gb(name):
     for c in chunks:
         mem = c.memory('cuda')
         assert mem['total'] <= GPU, (name, c, {k: v / 1e9 for k, v in mem.items()})
+        assert c.seconds() <= CHUNK_SECONDS or len(c.runs) == 1, (name, c, c.seconds())
         sizes = {n_train_rows(c.config, f) for f in c.members.train_frac}
-        assert len(sizes) == 1, f'{name}: a chunk mixes training-set sizes {sorted(sizes)}'
+        if c.config.batch_size is None: assert len(sizes) == 1, f'{name}: a full-batch chunk mixes training-set sizes {sorted(sizes)}'
     # Figs. 29-30 (N = 5000) are the tightest: 68 members of one α take about 72 GB
+
+
+def test_minibatch_chunks_by_batch_size_not_alpha():
+    "Figs. 9-11: a minibatch step has the batch's shape whatever α is, so each batch size is one chunk of every α (17, not 289, chunks)."
+    s = study('batchnorm', 'full')
+    _, chunks = plan_sweep(s.base, s.grid, s.chunk_size, device='cuda', memory=GPU)
+    assert len(chunks) == len({c.config.batch_size for c in chunks}) == 4, [len(c.runs) for c in chunks]
+
+
+@pytest.mark.parametrize('name', ['weight_decay', 'wide_weight_decay', 'batchnorm'])
+def test_plan_is_the_same_on_every_large_gpu(name, monkeypatch):
+    "The default budget comes from the device's size, capped at PLAN_MEMORY: an H100 80 GB and an H200 141 GB plan alike, and nothing free or allocated enters."
+    s = study(name, 'full')
+    keys = []
+    for total in (81559 * 2 ** 20, 143771 * 2 ** 20):  # what an H100 80 GB and an H200 report
+        monkeypatch.setattr(sweep_mod, 'device_capacity', lambda device=None, t=total: t)
+        keys.append([c.key for c in plan_sweep(s.base, s.grid, s.chunk_size, device='cuda')[1]])
+    assert keys[0] == keys[1]
+    monkeypatch.setattr(sweep_mod, 'device_capacity', lambda device=None: 40 * 10 ** 9)  # a smaller GPU plans for its own size
+    assert sweep_mod.memory_budget('cuda') == int(0.85 * 40e9) < PLAN_MEMORY
 
 
 def test_memory_model_grows_with_members_and_rows():
