@@ -12,16 +12,17 @@ import numpy as np
 import pandas as pd
 import torch
 import modmem
-from .training import TrainConfig, config_data, config_model, config_task, default_device
+from .training import TrainConfig, config_data, config_model, config_task, default_device, model_sizes
 from .storage import atomic_write, write_json
-from .sweep import sweep, SweepResult
+from .sweep import sweep, plan_sweep, SweepResult
 from .manifest import entry, figures_of
 from .provenance import source_hash
 from .phases import PHASES, add_phases, phase_summary, panel_label, plot_phase_diagram, plot_phase_rows
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['PRESETS', 'check_preset', 'pick', 'git_revision', 'device_label', 'jsonable', 'Experiment']
+__all__ = ['PRESETS', 'WEIGHTS_CAP', 'DEADLINE', 'check_preset', 'pick', 'git_revision', 'device_label', 'jsonable', 'OutOfTime',
+           'weight_bytes', 'env_deadline', 'Experiment']
 
 # %% ../nbs/07a_experiments.ipynb #c005
 PRESETS = ('smoke', 'quick', 'full')
@@ -72,6 +73,24 @@ def jsonable(obj):
     return repr(obj)
 
 # %% ../nbs/07a_experiments.ipynb #c011
+WEIGHTS_CAP = 32 * 2 ** 20  # bytes: a sweep whose weights come to at most this keeps them by default (they travel with its tables)
+DEADLINE = 'MODMEM_DEADLINE'   # environment variable: a time.time() after which no sweep of an experiment starts a chunk
+
+class OutOfTime(RuntimeError):
+    "An experiment's sweep stopped at the deadline (`$MODMEM_DEADLINE`): what it finished is cached, and a re-run resumes."
+
+def weight_bytes(base: TrainConfig, grid: dict, chunk_size: int | None = None) -> int:
+    "Bytes the stored weights of a sweep of `grid` over `base` take (float32, every run)."
+    _, chunks = plan_sweep(base, grid, chunk_size)
+    return sum(4 * len(c.runs) * model_sizes(c.config)[0] for c in chunks)
+
+def env_deadline() -> float | None:
+    "The deadline `$MODMEM_DEADLINE` names (a `time.time()`), or None; a clear error if it is not a number."
+    v = os.environ.get(DEADLINE)
+    if not v: return None
+    try: return float(v)
+    except ValueError: raise ValueError(f"${DEADLINE} must be a time.time() in seconds, got {v!r}") from None
+
 class Experiment:
     "One experiment notebook's run: preset, output folder, sweep cache, executor, device and provenance."
     def __init__(self, notebook: str, preset: str = 'smoke', out: str | Path = 'figures', cache: str | Path | None = None,
@@ -85,21 +104,30 @@ class Experiment:
         self.dir.mkdir(parents=True, exist_ok=True); self.cache.mkdir(parents=True, exist_ok=True)
         self.started = self.last = time.perf_counter()
         self.saved, self.trained_s, self.cached_chunks, self.computed_chunks = [], 0.0, 0, 0
+        self.chunk_keys, self.precisions = [], set()  # every chunk this notebook's sweeps trained or read; their precisions
         self.source_hash = source_hash()  # the code this notebook's kernel imported: every figure's provenance
 
     def pick(self, **values): return pick(self.preset, **values)
 
-    def sweep(self, base, grid: dict | None = None, **kw) -> SweepResult:
-        """`modmem.sweep.sweep` of `base` over `grid` through this experiment's cache, executor and device (weights kept).
-        `base` may instead be a `Recipe` or `Study` (with no `grid`): its base, grid and chunk size."""
+    def sweep(self, base, grid: dict | None = None, weights: bool | None = None, **kw) -> SweepResult:
+        """`modmem.sweep.sweep` of `base` over `grid` through this experiment's cache, executor and device, starting no
+        chunk after `$MODMEM_DEADLINE` (then `OutOfTime`). `base` may instead be a `Recipe` or `Study` (with no `grid`):
+        its base, grid and chunk size. `weights`: keep the trained weights (None: when they take at most `WEIGHTS_CAP`;
+        numbers that need the weights of a larger sweep come from `final_metrics` or `neuron_metrics`)."""
         if grid is None:
             if not all(hasattr(base, a) for a in ('base', 'grid', 'chunk_size')):
                 raise TypeError(f"sweep(base, grid) takes a TrainConfig and a grid, or one Recipe or Study; got {type(base).__name__} and no grid")
             if hasattr(base, 'check'): base.check()   # a Study: a clear error for a setting that cannot train, before any work
             kw.setdefault('chunk_size', base.chunk_size); base, grid = base.base, base.grid
-        kw = dict(dict(cache=self.cache, executor=self.executor, device=self.device, weights=True, progress=False), **kw)
-        res = sweep(base, grid, **kw)
+        if weights is None: weights = weight_bytes(base, grid, kw.get('chunk_size')) <= WEIGHTS_CAP
+        kw = dict(dict(cache=self.cache, executor=self.executor, device=self.device, progress=False, deadline=env_deadline()), **kw)
+        res = sweep(base, grid, weights=weights, **kw)
         self.trained_s += res.seconds; self.cached_chunks += len(res.cached); self.computed_chunks += len(res.computed)
+        self.chunk_keys += [k for k in res.cached + res.computed if k not in self.chunk_keys]
+        self.precisions |= {c.config.precision for c in res.chunks}
+        if not res.complete and kw['deadline'] is not None:
+            raise OutOfTime(f"{self.notebook}: the deadline came after {len(res.cached) + len(res.computed)} of {len(res.chunks)} chunks "
+                            f"of a sweep ({len(res.computed)} trained now, each cached); run it again to go on")
         return res
 
     def sweep_recipe(self, name: str, metrics: dict | None = None, neuron_metrics: dict | None = None, quiet: bool = False,
@@ -157,7 +185,7 @@ class Experiment:
         rec = dict(id=id, file=file, title=entry(id).title, notebook=self.notebook, preset=self.preset,
                    config=jsonable(config), note=note, modmem_version=modmem.__version__, git_revision=git_revision(),
                    source_hash=self.source_hash,
-                   device=device_label(self.device), torch=torch.__version__,
+                   device=device_label(self.device), torch=torch.__version__, precision=sorted(self.precisions) or ['fp32'],
                    seconds=round(now - self.last, 2), notebook_seconds=round(now - self.started, 2),
                    created=datetime.now(timezone.utc).isoformat(timespec='seconds'), **(extra or {}))
         write_json(self.dir / f'{id}.json', rec)
