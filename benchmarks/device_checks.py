@@ -1,5 +1,5 @@
-"""The parts of `benchmarks/device_run.sh` that are not the tests, the benchmark or the figures: the training step under
-CUDA's sync-debug mode, and the planner's memory model against the memory a chunk really takes. Plain Python over
+"""Two of the device checks of a GPU lease (`modmem.lease.check_commands`): the training step under CUDA's sync-debug
+mode, and the planner's memory model against the memory chunks really take (two large ones back to back among them). Plain Python over
 torch and modmem (no fastcore, papermill or Jupyter). Each writes its findings into a JSON file (merged by key) and
 exits non-zero when a check fails.
 
@@ -102,8 +102,30 @@ def _peak(cfg, members, device, steps=3):
     return peak
 
 
+def _back_to_back(device, small=False, steps=3) -> dict:
+    "Train a chunk planned for 60 % of the card, then at once (no empty_cache) another one of the same size: both must run, and check_memory must count the cached blocks as free."
+    total = torch.cuda.get_device_properties(device).total_memory
+    base = TrainConfig(p=13 if small else 97, width=24 if small else 500, train_frac=0.9, weight_decay=1.0, steps=steps, log_every=steps)
+    t0, peaks = time.perf_counter(), []
+    try:
+        for seeds in (range(0, 20000), range(20000, 40000)):
+            _, chunks = plan_sweep(base, {'seed': list(seeds)}, device=device, memory=int(0.6 * total))
+            c = chunks[0]
+            torch.cuda.reset_peak_memory_stats(device)
+            before = torch.cuda.memory_allocated(device)
+            res = train(c.config, c.members, device=device, progress=False)
+            torch.cuda.synchronize(device)
+            peaks.append((torch.cuda.max_memory_allocated(device) - before, c.memory(device)['total'], len(c.runs)))
+            del res   # no empty_cache: the second chunk finds the first one's blocks in PyTorch's cache
+        return dict(ok=True, members=[n for _, _, n in peaks], measured_gib=[round(p / 2 ** 30, 2) for p, _, _ in peaks],
+                    measured_over_estimate=[round(p / e, 3) for p, e, _ in peaks], reserved_gib=round(torch.cuda.memory_reserved(device) / 2 ** 30, 2),
+                    seconds=round(time.perf_counter() - t0, 1))
+    except Exception as e:
+        return dict(ok=False, error=f"{type(e).__name__}: {str(e)[:500]}", trace=traceback.format_exc()[-1500:])
+
+
 def memory_check(device, small=False) -> dict:
-    "The memory model's estimate of the largest planned chunk of Figs. 3a/3b at `full`, and of a chunk planned to fill the device, against the peak measured."
+    "The memory model's estimate of the largest planned chunk of Figs. 3a/3b at `full`, of a chunk planned to fill the device, and of two large chunks trained back to back, against the peak measured."
     out = {}
     cases = []
     for name in ('weight_decay', 'dropout'):
@@ -120,6 +142,8 @@ def memory_check(device, small=False) -> dict:
         base = TrainConfig(p=13 if small else 97, width=24 if small else 500, train_frac=0.9, weight_decay=1.0)
         _, chunks = plan_sweep(base, {'seed': list(range(20000))}, device=device, memory=budget)
         cases.append((f'chunk planned to fill {budget / 2 ** 30:.1f} GiB', chunks[0], budget))
+    if _cuda(device):  # two large chunks trained back to back in one process: the second must not be refused for the memory
+        out['two large chunks back to back'] = _back_to_back(device, small)   # the allocator still holds from the first
     for label, c, budget in cases:
         est = c.memory(device)
         rec = dict(members=len(c.runs), rows=c.rows, estimate_gib=round(est['total'] / 2 ** 30, 3),

@@ -124,7 +124,8 @@ class Experiment:
         res = sweep(base, grid, weights=weights, **kw)
         self.trained_s += res.seconds; self.cached_chunks += len(res.cached); self.computed_chunks += len(res.computed)
         self.chunk_keys += [k for k in res.cached + res.computed if k not in self.chunk_keys]
-        self.precisions |= {c.config.precision for c in res.chunks}
+        (self.dir / 'runs').mkdir(exist_ok=True)
+        write_json(self.dir / 'runs' / f'{self.notebook}.chunks.json', self.chunk_keys)  # what a GPU lease keeps of its cache        self.precisions |= {c.config.precision for c in res.chunks}
         if not res.complete and kw['deadline'] is not None:
             raise OutOfTime(f"{self.notebook}: the deadline came after {len(res.cached) + len(res.computed)} of {len(res.chunks)} chunks "
                             f"of a sweep ({len(res.computed)} trained now, each cached); run it again to go on")

@@ -142,6 +142,12 @@ class Recipe:
 
     def size(self) -> dict: return sweep_size(self.base, self.grid)
 
+    def sweeps(self) -> list[tuple[str, TrainConfig, dict]]:
+        "(label, base, grid) of each sweep a notebook trains from this recipe: one per entry of `params['variants']` or `params['optimizers']` (overrides of `base`), else its own."
+        over = self.params.get('variants') or self.params.get('optimizers')
+        if not over: return [(self.name, self.base, self.grid)]
+        return [(f"{self.name}: {k}", replace(self.base, **o), self.grid) for k, o in over.items()]
+
 def _fig1(p, width, steps, log_every):
     return TrainConfig(op='add', p=p, width=width, act='quad', loss='mse', optimizer='adamw', lr=0.01, betas=(0.9, 0.98),
                        train_frac=0.5, noise=0.35, noise_mode='uniform', split='authors', seed=1, steps=steps,
@@ -167,6 +173,16 @@ def _central(preset, steps=None):
     base = paper2_config(op='add', p=p, width=width, lr=lr, noise=0.8, steps=steps, log_every=max(1, steps // 20))
     return base, {'op': list(P2_OPS)}, None
 
+def _p2_noise(preset, steps=None):
+    "Paper 2 Figs. 6 and 8: the central network (addition) over noise levels."
+    base = _central(preset, steps)[0]
+    return base, {'noise': pick(preset, smoke=[0.5], quick=[0.2, 0.5], full=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])}, None
+
+def _p2_widths(preset, steps=None):
+    "Paper 2 Fig. 9: the central network (addition, ξ 0.8) over widths 2^k + 1, the central width among them (read from the cache)."
+    base = _central(preset, steps)[0]
+    return base, {'width': pick(preset, smoke=[17, 33], quick=[257, 513, 1025], full=paper2_widths(6, 12))}, None
+
 def _recipes():
     fc = lambda name, smoke, quick: lambda preset: _curves(name, preset, smoke, quick)
     return {
@@ -186,6 +202,8 @@ def _recipes():
         'bn_gamma': (fc('bn_gamma', dict(p=23, width=64, steps=40, log_every=10), dict(log_every=400)), ('p1_ipr',),
                      "paper 1 Fig. 5"),
         'p2_central': (_central, ('p2_filtration', 'p2_partition'), "paper 2's central network, for +, −, ×"),
+        'p2_noise': (_p2_noise, ('p2_filtration',), "paper 2 Figs. 6, 8: the central network over noise levels"),
+        'p2_widths': (_p2_widths, ('p2_partition',), "paper 2 Fig. 9: the central network over widths"),
         'width_sweep': (_width_sweep, ('p1_pruning',), "paper 1 Fig. 32: neurons needed against width; [inferred] 1000 steps"),
         'p2_dynamics': (_p2_dynamics, ('p2_dynamics',), "paper 2 Figs. 3, 4b, A-14 to A-16: AdamW over widths and noise levels"),
         'p2_optimizers': (_p2_optimizers, ('p2_dynamics',), "paper 2 Figs. 4a, A-17: Adam, SGD and Muon at one width"),
