@@ -141,7 +141,8 @@ def _copy(s: dict, files: dict, dest: Path) -> None:
     "Check each of `files` (key → path), then copy it into `dest` under its standard name, atomically."
     for k, p in files.items(): _check(s, k, p)
     dest.mkdir(parents=True, exist_ok=True)
-    for k, p in files.items(): atomic_write(dest / (MNIST_FILES[k] + ('.gz' if _gzipped(p) else '')), lambda tmp: shutil.copyfile(p, tmp))
+    for k, p in files.items():
+        atomic_write(dest / (MNIST_FILES[k] + ('.gz' if _gzipped(p) else '')), lambda tmp: (shutil.copyfile(p, tmp), os.chmod(tmp, 0o644)))
 
 def _gzipped(p) -> bool:
     with open(p, 'rb') as f: return f.read(2) == b'\x1f\x8b'
@@ -155,7 +156,7 @@ def _download(s: dict, dest: Path, say) -> None:
             url = base + stem + '.gz'
             def fetch(tmp):
                 with urllib.request.urlopen(url, timeout=60) as r, open(tmp, 'wb') as f: shutil.copyfileobj(r, f, 1 << 20)
-                _check(s, k, tmp, url)
+                _check(s, k, tmp, url); os.chmod(tmp, 0o644)   # readable by all, as a copied data set is
             try: atomic_write(dest / (stem + '.gz'), fetch); say(f"  {stem}.gz  from {base}"); break
             except ValueError as e: errors.append(str(e))     # served, but not the file: check_idx names the URL
             except OSError as e: errors.append(f"{url}: {getattr(e, 'reason', None) or e}")
@@ -193,7 +194,7 @@ def provide_data(name: str, src: str | Path | None = None, to: str | Path | None
     if download:
         say(f"{name}: downloading into {dest}")
         try: _download(s, dest, say); say(f"{name}: ready in {dest}"); return dest
-        except OSError as e: tried.append(f"download: {e}")
+        except OSError as e: tried.append(f"download: {e}"); say(f"  no download: {e}")
     if apt and s['deb']:
         with tempfile.TemporaryDirectory(prefix='modmem-deb-') as tmp:
             try:
