@@ -134,7 +134,12 @@ def find_data(name: str, root: str | Path | None = None) -> Path:
                             + f"): {_how(name)}")
 
 # %% ../nbs/06a_images.ipynb #d06
+def _gzipped(p) -> bool:
+    "Whether the file `p` is gzipped (by its first two bytes, whatever its name)."
+    with open(p, 'rb') as f: return f.read(2) == b'\x1f\x8b'
+
 def _check(s: dict, k: str, path, name=None):
+    "`check_idx` of `path` as file `k` (`x_train`, …) of the data set `s`."
     check_idx(path, s['shapes'][k], s['md5'].get(k, ()), s['gz_md5'].get(k, ()), name)
 
 def _copy(s: dict, files: dict, dest: Path) -> None:
@@ -143,9 +148,6 @@ def _copy(s: dict, files: dict, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     for k, p in files.items():
         atomic_write(dest / (MNIST_FILES[k] + ('.gz' if _gzipped(p) else '')), lambda tmp: (shutil.copyfile(p, tmp), os.chmod(tmp, 0o644)))
-
-def _gzipped(p) -> bool:
-    with open(p, 'rb') as f: return f.read(2) == b'\x1f\x8b'
 
 def _download(s: dict, dest: Path, say) -> None:
     "Each `.gz` file from the first of `s['urls']` that serves it whole and checked, into `dest` atomically; an OSError listing each failure otherwise."
@@ -162,6 +164,7 @@ def _download(s: dict, dest: Path, say) -> None:
             except OSError as e: errors.append(f"{url}: {getattr(e, 'reason', None) or e}")
         else: raise OSError('; '.join(errors))
 
+# %% ../nbs/06a_images.ipynb #d06b
 def _unpack_deb(s: dict, tmp: Path, say) -> Path:
     "Debian's package of `s` fetched with `apt-get download` (no root needed) and unpacked with `dpkg-deb -x` into `tmp`: the folder of its files."
     if not (shutil.which('apt-get') and shutil.which('dpkg-deb')): raise OSError("apt-get and dpkg-deb not found (not Debian or Ubuntu)")
