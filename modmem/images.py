@@ -181,7 +181,7 @@ def _unpack_deb(s: dict, tmp: Path, say) -> Path:
 # %% ../nbs/06a_images.ipynb #d07
 def provide_data(name: str, src: str | Path | None = None, to: str | Path | None = None, download: bool = True,
                  apt: bool = True, say=print) -> Path:
-    "Make `name`'s four IDX files readable by modmem and return their folder — `to/name` (default `data_dir(name)`), unless modmem already finds them: copied from the folder `src`, else from where modmem reads them, else downloaded from `urls`, else from Debian's package (`apt-get download`). Every file is checked (`check_idx`) and written atomically."
+    "Make `name`'s four IDX files readable by modmem and return their folder: already there, else copied from `src`, else from where modmem finds them (with `to`), else downloaded, else from Debian's package; checked, written atomically into `to/name` (default `data_dir(name)`)."
     s, dest = data_set(name), (Path(to) / name if to is not None else data_dir(name))
     if idx_files(dest): say(f"{name}: already in {dest}"); return dest
     if src is None:
