@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument('--out', type=Path, default=None, help='write results, history and a training-curve figure here')
     t.add_argument('--force', action='store_true', help='replace an existing (non-empty) --out folder')
     t.add_argument('--quiet', action='store_true', help='no progress bar')
+    _data_parser(sub)
     b = sub.add_parser('bench', help="model-steps/s of the engine against a loop of one-hot models and the GEMM bound (issue 11's table)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     b.add_argument('--sizes', type=int, nargs='+', default=[1, 16, 64, 289], help='ensemble sizes E in one α')
@@ -139,6 +140,7 @@ def main(argv: list[str] | None = None):
     "Entry point of the `modmem` command: an ordinary mistake is one line on stderr and exit status 2, before any work."
     args = _parser().parse_args(argv)
     try:
+        if args.command == 'data': return _data(args)
         if args.command == 'bench':
             _check_bench(args)
             return _bench(args)
@@ -208,3 +210,47 @@ def _reproduce(args):
     failed = tbl[tbl.status.isin(['failed', 'interrupted'])]
     for r in failed.itertuples(): print(f"modmem: {r.notebook} failed: {r.error}", file=sys.stderr)
     return 1 if len(failed) else 0
+
+# %% ../nbs/90_cli.ipynb #d02
+def _data_parser(sub):
+    "The `modmem data` subcommand's arguments."
+    d = sub.add_parser('data', help='provide the image data sets the experiments read (Fashion-MNIST, MNIST)')
+    d.add_argument('names', nargs='*', metavar='NAME', help='data sets to provide: fashion_mnist, mnist')
+    d.add_argument('--from', dest='src', metavar='DIR', type=Path, default=None, help='copy the four IDX files from this folder (no download)')
+    d.add_argument('--to', metavar='DIR', type=Path, default=None,
+                   help='put NAME/ in this folder, a copy even when modmem finds it elsewhere (default: $MODMEM_DATA, else ~/.cache/modmem/data)')
+    d.add_argument('--offline', action='store_true', help='no download and no apt-get: only folders on this machine')
+    d.add_argument('--list', action='store_true', help='print each image data set, the notebooks that train on it and where modmem finds it')
+
+def _data_list() -> int:
+    "Print each image data set, the experiment notebooks that train on it (at which presets), and where modmem finds it."
+    from modmem.images import DATA_SETS, find_data
+    from modmem.manifest import notebooks
+    from modmem.reproduce import data_needs
+    needs = {p: data_needs(notebooks(), p) for p in ('smoke', 'quick', 'full')}
+    rows = [('data set', 'trained on by (presets)', 'where modmem finds it')]
+    for name in image_sets():
+        users = {}
+        for p, need in needs.items():
+            for n in need.get(name, []): users.setdefault(n, []).append(p)
+        if name not in DATA_SETS: where = 'bundled with scikit-learn'
+        else:
+            try: where = str(find_data(name))
+            except FileNotFoundError: where = f'missing: modmem data {name}'
+        rows.append((name, ', '.join(f"{n} ({', '.join(ps)})" for n, ps in users.items()) or '-', where))
+    w = [max(len(r[i]) for r in rows) for i in (0, 1)]
+    for r in rows: print(f"{r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {r[2]}")
+    return 0
+
+# %% ../nbs/90_cli.ipynb #d03
+def _data(args) -> int:
+    "`modmem data`: refuse bad names and options before any work, then provide each data set (`modmem.images.provide_data`)."
+    from modmem.images import DATA_SETS, data_set, provide_data
+    if args.list: return _data_list()
+    if not args.names: raise UsageError(f"name a data set to provide ({', '.join(DATA_SETS)}), or --list")
+    for n in args.names: data_set(n)
+    if args.src is not None and len(args.names) > 1: raise UsageError(f"--from copies one data set: name one, not {args.names}")
+    if args.to is not None and args.to.exists() and not args.to.is_dir(): raise UsageError(f"--to {str(args.to)!r} is a file, not a folder")
+    for n in args.names: provide_data(n, args.src, args.to, download=not args.offline, apt=not args.offline)
+    if args.to is not None: print(f"another machine reads it there with MODMEM_DATA={args.to.resolve()}")
+    return 0

@@ -14,14 +14,17 @@ import modmem
 from .storage import atomic_write, write_json
 from .manifest import MANIFEST, notebooks, figures_of, select, saved, record_path, read_record, figure_state
 from .provenance import source_hash
-from .recipes import shared_recipes
+from .recipes import shared_recipes, recipe_users, recipe, phase_study, arch_study, PHASE_RECIPES, ARCH_STUDIES
+from .training import image_sets
+from .images import DATA_SETS, find_data
 from .experiments import check_preset, device_label
 
 # %% auto #0
 __all__ = ['RUNNERS', 'STOP_GRACE', 'EXECUTORS', 'DEVICES', 'PROGRESS_EVERY', 'experiments_dir', 'run_order',
            'package_fingerprint', 'notebook_fingerprint', 'NotebookError', 'notebook_cells', 'run_plain', 'is_current',
            'previous_seconds', 'notebook_problem', 'process_tree', 'stop_process', 'run_notebook', 'metric_summary',
-           'index_table', 'write_index', 'visible_gpus', 'job_slots', 'check_settings', 'reproduce']
+           'index_table', 'write_index', 'visible_gpus', 'job_slots', 'data_needs', 'check_data', 'check_settings',
+           'reproduce']
 
 # %% ../nbs/07b_reproduce.ipynb #c005
 def experiments_dir(experiments: str | Path | None = None) -> Path:
@@ -438,6 +441,32 @@ def job_slots(device: str | None, jobs: int | None, n_notebooks: int, gpus: int 
                    "notebooks share a GPU, and each sizes its chunks for the whole card's free memory")
     return jobs, [gpus[i % len(gpus)] for i in range(jobs)], warning
 
+# %% ../nbs/07b_reproduce.ipynb #c010k
+def _recipe_ops(name: str, preset: str) -> set:
+    "The tasks (`op`) the recipe or study `name` trains on at `preset`: its base config's and any its grid varies."
+    r = phase_study(name, preset) if name in PHASE_RECIPES else arch_study(name, preset) if name in ARCH_STUDIES else recipe(name, preset)
+    return {r.base.op, *r.grid.get('op', [])}
+
+def data_needs(names, preset: str) -> dict[str, list[str]]:
+    "Image data set → the notebooks among `names` that train on it at `preset` (from the recipes and studies each uses)."
+    check_preset(preset)
+    needs = {}
+    for r, users in recipe_users().items():
+        nbs = [n for n in users if n in names]
+        for op in (sorted(_recipe_ops(r, preset) & set(image_sets())) if nbs else ()):
+            have = needs.setdefault(op, [])
+            have += [n for n in nbs if n not in have]
+    return needs
+
+def check_data(names, preset: str) -> None:
+    "Raise one FileNotFoundError naming each data set the notebooks `names` need at `preset` that modmem does not find, and the command that provides it."
+    missing = []
+    for d, nbs in data_needs(names, preset).items():
+        if d not in DATA_SETS: continue  # scikit-learn's digits: bundled
+        try: find_data(d)
+        except FileNotFoundError as e: missing.append(f"{' and '.join(nbs)} need{'s' if len(nbs) == 1 else ''} {d} at preset {preset}: {e}.")
+    if missing: raise FileNotFoundError(' '.join(missing) + ' Nothing has run.')
+
 # %% ../nbs/07b_reproduce.ipynb #c011
 EXECUTORS = "None (in the notebook's own process), 'processes' (a local process pool) or a Dask scheduler address 'tcp://host:port'"
 DEVICES = "cpu, cuda, cuda:k or mps (or None: CUDA when present)"
@@ -488,6 +517,7 @@ def reproduce(preset: str = 'quick', only=None, out: str | Path = 'figures', exp
         if not force and not notebook_problem(src) and is_current(out, preset, n, notebook_fingerprint(src, dict(preset=preset, device=device))):
             records[n] = dict(read_record(out, preset, n), status='current')
         else: todo.append(n)
+    check_data(todo, preset)  # the data the notebooks to run read: refused here, before any starts
     est = {n: previous_seconds(read_record(out, preset, n)) for n in todo}  # from the last run's records
     todo = run_order(todo, est)
     lock, t0, last_say = threading.Lock(), time.perf_counter(), [time.perf_counter()]

@@ -157,3 +157,38 @@ def test_timeout_stops_the_notebook_and_its_workers(tmp_path):
     assert t.status.tolist() == ['failed'] and t.error[0] == 'timed out after 15 s', t
     found = [int(p) for p in pids.read_text().split()]
     assert len(found) == 2 and not [p for p in found if _alive(p)], found
+
+
+@pytest.fixture
+def no_fashion(tmp_path, monkeypatch):
+    "Fashion-MNIST nowhere modmem looks: $MODMEM_DATA an empty folder, no $MODMEM_FASHION_MNIST, no Debian folder."
+    from modmem.images import DATA_SETS
+    monkeypatch.setenv('MODMEM_DATA', str(tmp_path / 'data'))
+    monkeypatch.delenv('MODMEM_FASHION_MNIST', raising=False)
+    monkeypatch.setitem(DATA_SETS['fashion_mnist'], 'deb_dir', str(tmp_path / 'no-debian'))
+    return tmp_path / 'data'
+
+
+def test_missing_data_refused_before_any_notebook(tmp_path, no_fashion, monkeypatch, capsys):
+    import modmem.reproduce as rp
+    from modmem.cli import main
+    started = []
+    monkeypatch.setattr(rp, 'run_notebook', lambda n, *a, **k: started.append(n) or dict(notebook=n, status='ok', seconds=0.0, error=None))
+    ex, out = tmp_path / 'experiments', tmp_path / 'figs'; ex.mkdir()
+    for n in ('p1_curves', 'p1_images'): _fake(ex, n)
+    with pytest.raises(FileNotFoundError) as e:
+        reproduce('quick', ['p1_curves', 'p1_images'], out=out, experiments=ex, progress=False, runner='plain')
+    msg = str(e.value)
+    assert msg.startswith('p1_images needs fashion_mnist at preset quick: Fashion-MNIST (fashion_mnist) is not on this machine'), msg
+    assert 'run `modmem data fashion_mnist`' in msg and msg.endswith('Nothing has run.'), msg
+    assert not started and not out.exists()
+    argv = ['reproduce', '--preset', 'quick', '--only', 'p1_curves', 'p1_images', '--out', str(out), '--experiments', str(ex), '--plain']
+    assert main(argv) == 2                                                   # the command: one line, status 2, nothing started
+    err = capsys.readouterr().err
+    assert err.startswith('modmem: error: p1_images needs fashion_mnist') and err.count('\n') == 1 and not started, err
+    reproduce('smoke', ['p1_images'], out=out, experiments=ex, progress=False, runner='plain')   # smoke: the bundled digits
+    assert started == ['p1_images']
+    (no_fashion / 'fashion_mnist').mkdir(parents=True)                        # the files where modmem reads them: it starts
+    for f in ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'):
+        (no_fashion / 'fashion_mnist' / f'{f}.gz').write_bytes(b'')
+    assert main(argv) == 0 and sorted(started[1:]) == ['p1_curves', 'p1_images']
