@@ -16,14 +16,15 @@ from .training import default_device
 from .sweep import plan_sweep, chunk_problem, MANIFEST as CHUNK_MANIFEST, TRAINING_HASH, PLAN_MEMORY
 from .manifest import figures_of, notebooks
 from .provenance import source_hash
-from .recipes import recipe, phase_study, arch_study, recipe_users, PHASE_RECIPES, ARCH_STUDIES
+from .recipes import recipe_users, lookup
+from .images import DATA_SETS, provide_data
 from .experiments import check_preset, git_revision, device_label, DEADLINE
-from .reproduce import run_notebook, experiments_dir, write_index
+from .reproduce import run_notebook, experiments_dir, write_index, data_needs, check_data
 
 # %% auto #0
 __all__ = ['PART_SECONDS', 'LEASE_SECONDS', 'NOTEBOOK_SECONDS', 'CHECKS_SECONDS', 'ORDER', 'MARGIN', 'VOLUME_BYTES', 'PACK_BYTES',
-           'CHUNK_WEIGHTS_BYTES', 'LEASE_FOLDER', 'CARRIED', 'notebook_sweeps', 'notebook_data', 'notebook_seconds',
-           'Part', 'lease_queue', 'lease_dir', 'read_state', 'write_state', 'part_status', 'next_parts', 'queue_table',
+           'CHUNK_WEIGHTS_BYTES', 'LEASE_FOLDER', 'CARRIED', 'notebook_sweeps', 'notebook_seconds', 'Part',
+           'lease_queue', 'lease_dir', 'read_state', 'write_state', 'part_status', 'next_parts', 'queue_table',
            'LeaseError', 'preflight', 'check_commands', 'run_checks', 'run_part', 'pack', 'run_lease', 'prune_cache',
            'ingest', 'prepare', 'carried_data', 'main']
 
@@ -35,25 +36,15 @@ CHECKS_SECONDS = 180.0   # the device checks
 ORDER = ('checks', 'p1_curves', 'p1_ipr', 'p2_transformer', 'p1_phase_diagrams', 'p2_dynamics', 'p1_pruning',
          'p2_filtration', 'p2_partition', 'p1_transformer', 'p1_deep_mlp', 'p1_appendix_diagrams', 'p2_scaling', 'p1_images')
 
-def _study(name: str, preset: str):
-    "The recipe or study `name` at `preset`, from whichever registry holds it."
-    if name in PHASE_RECIPES: return phase_study(name, preset)
-    if name in ARCH_STUDIES: return arch_study(name, preset)
-    return recipe(name, preset)
-
 def notebook_sweeps(notebook: str, preset: str = 'full') -> list[tuple]:
     "(label, base, grid, chunk size) of every sweep `notebook` trains at `preset`: the recipes and studies it is the first user of."
     out = []
     for name, users in recipe_users().items():
         if users[0] != notebook: continue
-        s = _study(name, preset)
+        s = lookup(name, preset)
         sweeps = s.sweeps() if hasattr(s, 'sweeps') else [(name, s.base, s.grid)]
         out += [(label, base, grid, s.chunk_size) for label, base, grid in sweeps]
     return out
-
-def notebook_data(notebook: str, preset: str = 'full') -> list[str]:
-    "The image data sets `notebook` trains on at `preset` (none for modular arithmetic)."
-    return sorted({base.op for _, base, _, _ in notebook_sweeps(notebook, preset) if base.images})
 
 def notebook_seconds(notebook: str, preset: str = 'full') -> dict:
     "Chunks, training seconds, longest chunk and total seconds of `notebook` at `preset` on the reference GPU."
@@ -85,7 +76,7 @@ def _queue(preset: str, part_seconds: float) -> tuple[Part, ...]:
     parts = []
     for name in ORDER:
         if name == 'checks': parts.append(Part('checks', None, seconds=CHECKS_SECONDS)); continue
-        e, data = notebook_seconds(name, preset), tuple(notebook_data(name, preset))
+        e, data = notebook_seconds(name, preset), tuple(sorted(d for d, nbs in data_needs([name], preset).items() if d in DATA_SETS))
         n = max(1, math.ceil(e['total'] / part_seconds))
         note = (f"its longest chunk ({e['longest_chunk'] / 60:.1f} min) does not fit a lease: it needs chunk checkpoints"
                 if e['longest_chunk'] > LEASE_SECONDS - 60 else '')
@@ -150,9 +141,8 @@ def queue_table(preset: str = 'full', root: str | Path = '.', part_seconds: floa
 class LeaseError(RuntimeError):
     "A lease cannot run, or its results cannot travel: the message says what is wrong and what to do."
 
-def preflight(device: str | None = None, parts=(), root: str | Path = '.') -> dict:
+def preflight(device: str | None = None, parts=(), root: str | Path = '.', preset: str = 'full') -> dict:
     "Prove in seconds that a lease can run here (imports, device, notebooks, data, a writable results folder), or raise `LeaseError` naming every problem."
-    from modmem.image_mlp import IMAGE_SETS, image_root
     t0, problems = time.perf_counter(), []
     for m in sorted(i.name for i in pkgutil.iter_modules([str(Path(modmem.__file__).parent)])):
         if m.startswith('_') or m == 'explorers': continue   # the explorers need ipywidgets, and a lease never shows them
@@ -167,12 +157,10 @@ def preflight(device: str | None = None, parts=(), root: str | Path = '.') -> di
     except FileNotFoundError as e: problems.append(str(e)); exp = None
     missing = sorted({p.notebook for p in parts if p.notebook and exp and not (exp / f'{p.notebook}.ipynb').exists()})
     if missing: problems.append(f"experiment notebooks missing from {exp}: {missing}")
-    for name in sorted({d for p in parts for d in p.data}):
-        if not (IMAGE_SETS[name].get('root') or IMAGE_SETS[name].get('env')): continue   # bundled with a package (digits)
-        try: image_root(name)
-        except (FileNotFoundError, ValueError) as e: problems.append(f"data set {name!r}: {e}")
-    try: lease_dir(root).mkdir(parents=True, exist_ok=True); tempfile.NamedTemporaryFile(dir=lease_dir(root)).close()
-    except OSError as e: problems.append(f"cannot write results under {lease_dir(root)}: {e}")
+    try: check_data(sorted({p.notebook for p in parts if p.notebook}), preset)
+    except FileNotFoundError as e: problems.append(str(e))
+    try: lease_dir(root, preset).mkdir(parents=True, exist_ok=True); tempfile.NamedTemporaryFile(dir=lease_dir(root, preset)).close()
+    except OSError as e: problems.append(f"cannot write results under {lease_dir(root, preset)}: {e}")
     if problems: raise LeaseError('preflight failed:\n  ' + '\n  '.join(problems))
     return dict(ok=True, seconds=round(time.perf_counter() - t0, 2), device=device_label(str(dev)), torch=torch.__version__,
                 python=sys.version.split()[0], modmem=modmem.__version__)
@@ -340,7 +328,7 @@ def run_lease(out: str | Path, root: str | Path = '.', preset: str = 'full', sec
 
 def _lease(summary, save, root, out, preset, end, dev, only, part_seconds, small_checks, min_start, t_start) -> dict:
     todo = next_parts(preset, root, only, part_seconds)
-    try: summary['preflight'] = preflight(dev, todo, root)
+    try: summary['preflight'] = preflight(dev, todo, root, preset)
     except LeaseError as e: summary['preflight'] = dict(ok=False, error=str(e)); save(); raise
     summary['device_name'] = name = summary['preflight']['device']
     print(f"lease on {name}: {len(todo)} part(s) to go, {end - time.time():.0f} s", flush=True)
@@ -440,25 +428,15 @@ def prepare(root: str | Path = '.', data: list[str] | None = None, preset: str =
         info = getattr(md.distribution(pkg), '_path', None)   # its metadata (version)
         if info and Path(info).is_dir(): shutil.copytree(info, f / 'site' / Path(info).name)
     need = sorted(set(data) if data is not None else {d for p in next_parts(preset, root)[:4] for d in p.data})
-    shutil.rmtree(f / 'data', ignore_errors=True)
-    for name in need: _copy_data(name, f / 'data' / name)
+    for name in need: provide_data(name, to=f / 'data', say=lambda m: None)   # checked copies of the files modmem finds here
     size = sum(p.stat().st_size for p in f.rglob('*') if p.is_file())
     return dict(folder=str(f), bytes=size, data=need, carry=[LEASE_FOLDER],
                 command=f'PYTHONPATH={LEASE_FOLDER}/site:. python3 -m modmem.lease run "$OUT" --seconds {LEASE_SECONDS:.0f}')
 
-def _copy_data(name: str, dst: Path):
-    "Copy the files of image data set `name` into `dst`."
-    from modmem.image_mlp import image_root
-    dst.mkdir(parents=True)
-    for p in image_root(name).iterdir():
-        if p.is_file(): shutil.copy2(p, dst / p.name)
-
 def carried_data(root: str | Path = '.'):
-    "Point the image loaders at the data sets carried in `.lease/data/` (on the GPU machine)."
-    from modmem.image_mlp import IMAGE_SETS
+    "Point modmem's data folder (`$MODMEM_DATA`) at the data sets carried in `.lease/data/` (on the GPU machine), if any."
     carried = Path(root) / LEASE_FOLDER / 'data'
-    for d in (sorted(carried.iterdir()) if carried.is_dir() else []):
-        if IMAGE_SETS.get(d.name, {}).get('env'): os.environ[IMAGE_SETS[d.name]['env']] = str(d.resolve())
+    if carried.is_dir(): os.environ['MODMEM_DATA'] = str(carried.resolve())
 
 # %% ../nbs/07c_lease.ipynb #c036
 def _parser() -> argparse.ArgumentParser:
@@ -499,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"device call: carry {r['carry']}, command: {r['command']}")
         elif a.command == 'preflight':
             carried_data(a.root)
-            print(json.dumps(preflight(a.device, next_parts(a.preset, a.root), a.root), indent=1))
+            print(json.dumps(preflight(a.device, next_parts(a.preset, a.root), a.root, a.preset), indent=1))
         elif a.command == 'run':
             carried_data(a.root)
             s = run_lease(a.out, a.root, a.preset, a.seconds, a.device, a.only, a.part_seconds, a.small_checks)

@@ -16,7 +16,7 @@ from .scaling import paper2_widths
 
 # %% auto #0
 __all__ = ['HISTOGRAM_CELL', 'P2_OPS', 'P2_INDEX', 'RECIPES', 'PHASE_RECIPES', 'ARCH_STUDIES', 'describe', 'r4', 'sweep_size',
-           'Recipe', 'recipe', 'phase_study', 'arch_study', 'recipe_users', 'shared_recipes']
+           'Recipe', 'recipe', 'phase_study', 'arch_study', 'recipe_users', 'lookup', 'shared_recipes']
 
 # %% ../nbs/05b_recipes.ipynb #c005
 def describe(c: TrainConfig) -> str:
@@ -324,6 +324,12 @@ def recipe_users() -> dict[str, tuple[str, ...]]:
     users.update({name: (nb,) for name, (nb, *_) in PHASE_RECIPES.items()})
     users.update({name: (nb,) for name, (nb, _) in ARCH_STUDIES.items()})
     return users
+
+def lookup(name: str, preset: str):
+    "The recipe or study `name` (a key of `recipe_users()`) at `preset`, from whichever registry holds it."
+    if name in PHASE_RECIPES: return phase_study(name, preset)
+    if name in ARCH_STUDIES: return arch_study(name, preset)
+    return recipe(name, preset)
 
 def shared_recipes() -> dict[str, tuple[str, ...]]:
     "The recipes that more than one notebook trains from: name → notebooks."

@@ -14,7 +14,7 @@ import modmem
 from .storage import atomic_write, write_json
 from .manifest import MANIFEST, notebooks, figures_of, select, saved, record_path, read_record, figure_state
 from .provenance import source_hash
-from .recipes import shared_recipes, recipe_users, recipe, phase_study, arch_study, PHASE_RECIPES, ARCH_STUDIES
+from .recipes import shared_recipes, recipe_users, lookup
 from .training import image_sets
 from .images import DATA_SETS, find_data
 from .experiments import check_preset, device_label
@@ -444,7 +444,7 @@ def job_slots(device: str | None, jobs: int | None, n_notebooks: int, gpus: int 
 # %% ../nbs/07b_reproduce.ipynb #c010k
 def _recipe_ops(name: str, preset: str) -> set:
     "The tasks (`op`) the recipe or study `name` trains on at `preset`: its base config's and any its grid varies."
-    r = phase_study(name, preset) if name in PHASE_RECIPES else arch_study(name, preset) if name in ARCH_STUDIES else recipe(name, preset)
+    r = lookup(name, preset)
     return {r.base.op, *r.grid.get('op', [])}
 
 def data_needs(names, preset: str) -> dict[str, list[str]]:
