@@ -47,3 +47,13 @@ def test_memory_model_grows_with_members_and_rows():
     a, b, c = (train_memory(cfg, n, r, device='cuda')['total'] for n, r in ((16, 4704), (32, 4704), (32, 8467)))
     assert a < b < c
     assert train_memory(cfg, 289, 4704, device='cuda')['total'] < 80e9 < train_memory(TrainConfig(p=97, width=5000), 289, 8467, device='cuda')['total']
+
+
+def test_free_cuda_memory_counts_the_allocators_cached_blocks(monkeypatch):
+    "What an earlier run left in PyTorch's caching allocator is free for the next run: the driver counts it as used."
+    import torch
+    from modmem import training
+    monkeypatch.setattr(torch.cuda, 'mem_get_info', lambda device=None: (10 * 2 ** 30, 80 * 2 ** 30))   # the driver: 10 GiB free
+    monkeypatch.setattr(torch.cuda, 'memory_reserved', lambda device=None: 50 * 2 ** 30)              # the allocator holds 50 GiB
+    monkeypatch.setattr(torch.cuda, 'memory_allocated', lambda device=None: 2 * 2 ** 30)              # of which 2 GiB are live tensors
+    assert training._free_memory('cuda') == (10 + 50 - 2) * 2 ** 30

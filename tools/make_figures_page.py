@@ -27,16 +27,21 @@ MAX_METRICS = 8  # leaves of a record's `metrics` shown per figure
 GIT_URL = 'https://github.com/modmem/modmem/blob/main'
 
 
-def _records(figures: Path = FIGURES) -> dict:
-    "{id: (preset, record)} for every saved figure whose data file exists, the best preset first."
+def _all_records(figures: Path = FIGURES) -> dict:
+    "{id: [(preset, record), ...]} for every saved figure whose data file exists, the best preset first."
     out = {}
-    for preset in reversed(PRESETS):  # later (better) presets overwrite
+    for preset in PRESETS:
         for f in sorted((figures / preset).glob('*.json')):
             try: rec = json.loads(f.read_text())
             except (OSError, ValueError): continue
             if isinstance(rec, dict) and 'id' in rec and (figures / preset / rec.get('file', '')).is_file():
-                out[rec['id']] = (preset, rec)
+                out.setdefault(rec['id'], []).append((preset, rec))
     return out
+
+
+def _records(figures: Path = FIGURES) -> dict:
+    "{id: (preset, record)}: the best preset of each saved figure."
+    return {i: recs[0] for i, recs in _all_records(figures).items()}
 
 
 def _fmt(v) -> str:
@@ -128,10 +133,28 @@ def _status(e, found) -> str:
     return 'not yet' if e.notebook is None else 'not run'
 
 
+def _measured(e, preset: str, rec: dict, figures: Path) -> list[str]:
+    "The measured block of figure `e` at `preset`: how it was made, the numbers, the image or table."
+    made = ', '.join(x for x in (rec.get('device'), f"{rec['seconds']:g} s" if isinstance(rec.get('seconds'), (int, float)) else None,
+                                  f"modmem {rec['modmem_version']}" if rec.get('modmem_version') else None,
+                                  f"git {rec['git_revision']}" if preset == 'full' and rec.get('git_revision') else None,
+                                  (rec.get('created') or '')[:10] or None) if x)
+    out = [f'**Measured** at `{preset}`' + (f' ({made})' if made else '') + (f': {_md(rec["note"])}' if rec.get('note') else '.'), '']
+    data = figures / preset / rec['file']
+    if data.suffix == '.csv': return out + [csv_table(data)]
+    tbl = metrics_table(rec.get('metrics', {}))
+    if tbl: out.append(tbl)
+    n, shown = len(list(_leaves(rec.get('metrics') or {}))), _n_shown(rec.get('metrics'))
+    if n > shown: out += [f'(and {n - shown} more numbers in `figures/{preset}/{e.id}.json`)', '']
+    alt = f'{e.id} ({preset}): {e.title}'.replace('"', "'")
+    return out + [f'![]({IMG_DIR}/{preset}/{rec["file"]}){{.lightbox fig-alt="{alt}"}}', '']
+
+
 def render(figures: Path = FIGURES) -> str:
-    "The figures page (Quarto markdown) for the manifest and the records under `figures`."
+    "The figures page (Quarto markdown) for the manifest and the records under `figures`: a figure made at `full` and at `quick` shows both, side by side."
     from modmem.manifest import MANIFEST, figures_of
-    recs = _records(figures)
+    every = _all_records(figures)
+    recs = {i: r[0] for i, r in every.items()}
     found = {e.id: recs.get(e.id) for e in MANIFEST}
     n_by = {}
     for e in MANIFEST: n_by[_status(e, found[e.id])] = n_by.get(_status(e, found[e.id]), 0) + 1
@@ -147,7 +170,9 @@ def render(figures: Path = FIGURES) -> str:
            'numbers of the record that `modmem reproduce` saved beside the image (all of them are in its JSON file, '
            'with the config, device and wall time). The experiment notebook that makes each figure is linked; '
            '[Figure manifest](07_manifest.ipynb) explains the statuses and [Reproduce](07b_reproduce.ipynb) how to '
-           'run them.', '', f'Status counts: {counts}.', '']
+           'run them. A figure made at both presets shows both, `full` on the left. The `full` figures come from short GPU '
+           'leases ([GPU leases](07c_lease.ipynb): a queue of lease-sized parts) or, for the cheapest notebooks, from a CPU; '
+           'each names its device, wall time and git revision.', '', f'Status counts: {counts}.', '']
     for paper, heading in PAPERS.items():
         entries = [e for e in MANIFEST if e.paper == paper]
         if not entries: continue
@@ -166,27 +191,20 @@ def render(figures: Path = FIGURES) -> str:
             if not f:
                 out.append('')
                 continue
-            preset, rec = f
-            made = ', '.join(x for x in (rec.get('device'), f"{rec['seconds']:g} s" if isinstance(rec.get('seconds'), (int, float)) else None,
-                                          f"modmem {rec['modmem_version']}" if rec.get('modmem_version') else None,
-                                          (rec.get('created') or '')[:10] or None) if x)
-            out += [f'**Measured** at `{preset}`' + (f' ({made})' if made else '') + (f': {_md(rec["note"])}' if rec.get('note') else '.'), '']
-            data = figures / preset / rec['file']
-            if data.suffix == '.csv': out.append(csv_table(data))
-            else:
-                tbl = metrics_table(rec.get('metrics', {}))
-                if tbl: out.append(tbl)
-                n, shown = len(list(_leaves(rec.get('metrics') or {}))), _n_shown(rec.get('metrics'))
-                if n > shown: out += [f'(and {n - shown} more numbers in `figures/{preset}/{e.id}.json`)', '']
-                alt = f'{e.id}: {e.title}'.replace('"', "'")
-                out += [f'![]({IMG_DIR}/{preset}/{rec["file"]}){{.lightbox fig-alt="{alt}"}}', '']
+            both = every[e.id]
+            if len(both) > 1: out += ['::::: {.columns}', '']
+            for preset, rec in both:
+                if len(both) > 1: out += [f'::: {{.column width="50%"}}', '']
+                out += _measured(e, preset, rec, figures)
+                if len(both) > 1: out += [':::', '']
+            if len(both) > 1: out += [':::::', '']
     return '\n'.join(out).rstrip() + '\n'
 
 
 def copy_images(dest: Path, figures: Path = FIGURES) -> int:
     "Copy the images of the saved figures to `dest`/figimg/<preset>/ (what the page shows); return how many."
     n = 0
-    for preset, rec in _records(figures).values():
+    for preset, rec in (pr for recs in _all_records(figures).values() for pr in recs):
         src = figures / preset / rec['file']
         if src.suffix != '.png': continue
         d = dest / IMG_DIR / preset / src.name
