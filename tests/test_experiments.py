@@ -145,6 +145,7 @@ def test_manifest_matches_committed_figures():
     ids = {e.id for e in MANIFEST}
     for preset in ('quick', 'full'):
         for f in (ROOT / 'figures' / preset).glob('*.json'):
+            if f.name == 'lease.json': continue   # the GPU lease queue's state (modmem.lease)
             assert f.stem in ids, f'{f} is not a manifest figure'
             rec = json.loads(f.read_text())
             assert rec['preset'] == preset and rec['notebook'] == next(e.notebook for e in MANIFEST if e.id == f.stem)

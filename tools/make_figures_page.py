@@ -34,7 +34,7 @@ def _all_records(figures: Path = FIGURES) -> dict:
         for f in sorted((figures / preset).glob('*.json')):
             try: rec = json.loads(f.read_text())
             except (OSError, ValueError): continue
-            if isinstance(rec, dict) and 'id' in rec and (figures / preset / rec.get('file', '')).is_file():
+            if isinstance(rec, dict) and 'id' in rec and rec.get('file') and (figures / preset / rec['file']).is_file():
                 out.setdefault(rec['id'], []).append((preset, rec))
     return out
 
