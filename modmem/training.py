@@ -8,6 +8,7 @@ import functools, hashlib, inspect, itertools, json, math, numbers, os, shutil, 
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 from typing import Callable, Sequence
+from fastcore.basics import patch
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -35,15 +36,22 @@ class StackedOptimizer:
         if kind not in OPTIMIZERS: raise ValueError(f"unknown optimizer {kind!r}: use one of {OPTIMIZERS}")
         self.params = [p for p in params if p.requires_grad]
         E = self.params[0].shape[0]
-        dev = self.params[0].device
+        dev, dt = self.params[0].device, self.params[0].dtype
         lr, weight_decay = _per_member(lr, E, 'lr'), _per_member(weight_decay, E, 'weight_decay')
         if (lr < 0).any() or (weight_decay < 0).any(): raise ValueError("lr and weight_decay must be >= 0")
         self.lr, self.weight_decay = lr.to(dev), weight_decay.to(dev)
         self._host = list(zip(lr.tolist(), weight_decay.tolist()))  # per-member (lr, wd) as host floats, read once
+        self._one = self._host[0] if len(set(self._host)) == 1 else None  # the (lr, wd) every member shares, if so
         self.kind, self.betas, self.eps, self.momentum, self.t = kind, betas, eps, momentum, 0
         self.state = [self._init_state(p) for p in self.params]
-        self.fused = kind in ('adam', 'adamw') and dev.type in ('cpu', 'cuda')  # torch's one-pass Adam(W) kernel
-        self._t, self._t_value, self._groups = torch.zeros((), device=dev), 0, {}  # step count as the kernel reads it
+        self.fused = kind in ('adam', 'adamw') and dev.type in ('cpu', 'cuda')  # torch's one-pass kernel when all share (lr, wd)
+        self._t, self._t_value = torch.zeros((), device=dev), 0  # the step count as the kernels read it: on the device
+        f = lambda xs: torch.tensor(xs, dtype=dt, device=dev)  # per-member factors, in the parameters' dtype
+        self._decay, self._wd, self._neg_lr = f([1 - l * w for l, w in self._host]), f([w for _, w in self._host]), f([-l for l, _ in self._host])
+        hp = torch.float64 if dev.type in ('cpu', 'cuda') else torch.float32  # bias corrections 1 − βᵗ in double, as torch's kernels
+        self._betas, self._lr_hp = torch.tensor(betas, dtype=hp, device=dev), torch.tensor([-l for l, _ in self._host], dtype=hp, device=dev)
+        self._coef, self._coef_t, self._slices = torch.zeros(3, E, dtype=dt, device=dev), None, {}
+        self._coef_rows = self._coef.unbind(0)  # views made once: the per-step factors are written into them
 
     def _init_state(self, p):
         "Zero moments the size of the whole parameter, made once (slices update views of them)."
@@ -52,84 +60,105 @@ class StackedOptimizer:
         if self.kind == 'muon' or self.momentum: return dict(momentum=torch.zeros_like(p))
         return {}
 
-    def _member(self, t, p): return t.view(-1, *[1] * (p.dim() - 1))
-
     @torch.no_grad()
     def step(self):
         "One update of every parameter of every member, from the parameters' `.grad`."
         self.t += 1
         self.update([p.grad for p in self.params])
 
-    @torch.no_grad()
-    def update(self, grads, members: slice = slice(None), params=None):
-        "Apply step `self.t` to the members in `members`: `params` are views of those members (default: sliced here)."
-        b1, b2 = self.betas
-        params = [p[members] for p in self.params] if params is None else params
-        if self.fused: return self._fused(grads, members, params)
-        lr_all, wd_all = self.lr[members], self.weight_decay[members]
-        for p, g, st in zip(params, grads, self.state):
-            if g is None: continue
-            lr, wd = self._member(lr_all, p), self._member(wd_all, p)
-            st = {k: v[members] for k, v in st.items()}
-            if self.kind == 'muon' and p.dim() == 3:
-                self._muon(p, g, st, lr, wd)
-                continue
-            if self.kind in ('adamw', 'muon'): p.mul_(1 - lr * wd)
-            else: g = g + wd * p
-            if self.kind == 'sgd':
-                if self.momentum: g = st['momentum'].mul_(self.momentum).add_(g)
-                p.sub_(lr * g)
-                continue
-            m, v = st['exp_avg'], st['exp_avg_sq']
-            m.lerp_(g, 1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            denom = (v.sqrt() / math.sqrt(1 - b2 ** self.t)).add_(self.eps)
-            p.sub_((lr / (1 - b1 ** self.t)) * m / denom)
-
-    def _member_groups(self, members: slice):
-        "The members of a slice grouped by their (lr, weight decay): [(lr, wd, local indices or None for all)], cached."
-        key = (members.start, members.stop, members.step)
-        if key not in self._groups:
-            host = self._host[members]
-            groups = {}
-            for j, lw in enumerate(host): groups.setdefault(lw, []).append(j)
-            self._groups[key] = [(lr, wd, None if len(js) == len(host) else js) for (lr, wd), js in groups.items()]
-        return self._groups[key]
-
-    def _fused(self, grads, members, params):
-        "Adam(W) in torch's fused kernel (one pass over each tensor), one call per group of members sharing lr and weight decay."
-        todo = [(p, g, st['exp_avg'][members], st['exp_avg_sq'][members])
-                for p, g, st in zip(params, grads, self.state) if g is not None]
-        if self._t_value != self.t: self._t.fill_(self.t); self._t_value = self.t
-        step = torch._fused_adamw_ if self.kind == 'adamw' else torch._fused_adam_
-        groups = self._member_groups(members)
-        parts = None if len(groups) == 1 else [[x.unbind(0) for x in four] for four in todo]  # per-member views
-        for lr, wd, js in groups:
-            if js is None: lists = [[four[i] for four in todo] for i in range(4)]  # the whole slice in one call
-            else: lists = [[part[i][j] for part in parts for j in js] for i in range(4)]
-            step(*lists, [], [self._t] * len(lists[0]), lr=lr, beta1=self.betas[0], beta2=self.betas[1], weight_decay=wd,
-                 eps=self.eps, amsgrad=False, maximize=False)
-
-    def _muon(self, p, g, st, lr, wd, ns=(3.4445, -4.775, 2.0315), ns_steps=5, nesterov=True):
-        "torch.optim.Muon's update, batched over members; a stored [E, r, c] parameter is the paper's [c, r] matrix."
-        mom = self.momentum or 0.95
-        buf = st['momentum']
-        buf.lerp_(g, 1 - mom)
-        update = g.lerp(buf, mom) if nesterov else buf
-        rows, cols = p.shape[-1], p.shape[-2]  # the paper-orientation matrix is [rows, cols]
-        x = update.bfloat16()
-        if rows <= cols: x = x.transpose(1, 2)  # work on the wide orientation, as torch does
-        x = x / x.flatten(1).norm(dim=1).clamp(min=1e-7)[:, None, None]
-        a, b, c = ns
-        for _ in range(ns_steps):
-            gram = x @ x.transpose(1, 2)
-            x = a * x + (b * gram + c * gram @ gram) @ x
-        if rows <= cols: x = x.transpose(1, 2)
-        p.mul_(1 - lr * wd)
-        p.sub_(lr * math.sqrt(max(1, rows / cols)) * x.to(p.dtype))
+    def _count(self):
+        "Bring the device's step count to `self.t`: one add per step, which a captured graph replays."
+        if self._t_value != self.t:
+            if self.t == self._t_value + 1: self._t.add_(1)
+            else: self._t.fill_(self.t)
+            self._t_value = self.t
 
     def zero_grad(self):
         for p in self.params: p.grad = None
+
+# %% ../nbs/02_training.ipynb #c005b
+@patch
+def _slice(self: StackedOptimizer, members: slice) -> dict:
+    "What updating the members in `members` takes, made once per slice: views of the parameters and moments, and each per-member factor as views [n, 1, …] shaped for each parameter."
+    key = (members.start, members.stop, members.step)
+    if key not in self._slices:
+        shaped = lambda t: [t[..., members].view(*t.shape[:-1], -1, *[1] * (p.dim() - 1)) for p in self.params]
+        host = self._host[members]
+        muon = [math.sqrt(max(1, p.shape[-1] / p.shape[-2])) if p.dim() == 3 else 1.0 for p in self.params]  # Muon's lr scale
+        self._slices[key] = dict(params=[p.detach()[members] for p in self.params], decay=shaped(self._decay),
+            wd=shaped(self._wd), neg_lr=[q * s for q, s in zip(shaped(self._neg_lr), muon)],
+            scale=[c[1] for c in shaped(self._coef)], eps=[c[2] for c in shaped(self._coef)],
+            state={k: [st[k][members] if k in st else None for st in self.state] for k in ('exp_avg', 'exp_avg_sq', 'momentum')},
+            decays=any(w > 0 for _, w in host))
+    return self._slices[key]
+
+@patch
+@torch.no_grad()
+def update(self: StackedOptimizer, grads, members: slice = slice(None), params=None):
+    "Apply step `self.t` to the members in `members` (`params`: views of them; default, views made once): a fixed number of ops for any number of members or of (lr, wd) groups."
+    S = self._slice(members)
+    self._count()
+    use = [i for i, g in enumerate(grads) if g is not None]
+    pick = lambda xs: [xs[i] for i in use]
+    P, G = pick(S['params'] if params is None else params), pick(grads)
+    m, v, buf, decay, wd, neg_lr, scale, eps = (pick(S['state'][k] if k in S['state'] else S[k])
+                                                for k in ('exp_avg', 'exp_avg_sq', 'momentum', 'decay', 'wd', 'neg_lr', 'scale', 'eps'))
+    if self.kind == 'sgd':
+        if S['decays']: G = torch._foreach_addcmul(G, P, wd)  # L2: g + wd·w
+        if self.momentum: torch._foreach_mul_(buf, self.momentum); torch._foreach_add_(buf, G); G = buf
+        return torch._foreach_addcmul_(P, G, neg_lr)  # w − lr·g
+    if self.kind == 'muon':  # Muon on the matrices, AdamW on the rest
+        for i in [i for i, p in enumerate(P) if p.dim() == 3]: self._muon(P[i], G[i], buf[i], decay[i], neg_lr[i])
+        P, G, m, v, decay, scale, eps = ([x for x, p in zip(xs, P) if p.dim() != 3] for xs in (P, G, m, v, decay, scale, eps))
+        if not P: return
+    elif self.fused and self._one is not None:  # one (lr, wd) for all members: torch's fused kernel, one pass over each tensor
+        lr, w = self._one
+        return (torch._fused_adamw_ if self.kind == 'adamw' else torch._fused_adam_)(
+            P, G, m, v, [], [self._t] * len(P), lr=lr, beta1=self.betas[0], beta2=self.betas[1], weight_decay=w,
+            eps=self.eps, amsgrad=False, maximize=False)
+    self._adam(P, G, m, v, decay if self.kind != 'adam' and S['decays'] else None,
+               wd if self.kind == 'adam' and S['decays'] else None, scale, eps)
+
+# %% ../nbs/02_training.ipynb #c005c
+@patch
+def _adam(self: StackedOptimizer, P, G, m, v, decay, wd, scale, eps):
+    "torch's foreach Adam(W) arithmetic in its `capturable` form (the step count read on the device), with per-member lr and weight decay."
+    b1, b2 = self.betas
+    self._bias_terms()
+    if wd is not None: G = torch._foreach_addcmul(G, P, wd)  # Adam: L2, g + wd·w
+    if decay is not None: torch._foreach_mul_(P, decay)  # AdamW: w·(1 − lr·wd)
+    torch._foreach_lerp_(m, G, 1 - b1)
+    torch._foreach_mul_(v, b2); torch._foreach_addcmul_(v, G, G, 1 - b2)
+    denom = torch._foreach_sqrt(v)
+    torch._foreach_div_(denom, scale); torch._foreach_add_(denom, eps)
+    torch._foreach_addcdiv_(P, m, denom)  # w − lr/(1 − β1ᵗ) · m / (√(v/(1 − β2ᵗ)) + ε)
+
+@patch
+def _bias_terms(self: StackedOptimizer):
+    "Once per step, per member: s = −lr/(1 − β1ᵗ), s·√(1 − β2ᵗ) and ε/s (the denominator is √v/(s·√(1 − β2ᵗ)) + ε/s), written in place into `_coef`."
+    if self._coef_t == self.t: return
+    s, scale, eps = self._coef_rows
+    bc = torch.pow(self._betas, self._t).sub_(1).neg_()  # 1 − β1ᵗ, 1 − β2ᵗ
+    torch.div(self._lr_hp, bc[:1], out=s)
+    torch.mul(s, bc[1:].sqrt_(), out=scale)
+    torch.div(s, self.eps, out=eps).reciprocal_()
+    self._coef_t = self.t
+
+@patch
+def _muon(self: StackedOptimizer, p, g, buf, decay, neg_lr, ns=(3.4445, -4.775, 2.0315), ns_steps=5, nesterov=True):
+    "torch.optim.Muon's update, batched over members; a stored [E, r, c] parameter is the paper's [c, r] matrix (`neg_lr`: −lr·√max(1, rows/cols))."
+    mom = self.momentum or 0.95
+    buf.lerp_(g, 1 - mom)
+    x = (g.lerp(buf, mom) if nesterov else buf).bfloat16()
+    wide = p.shape[-1] <= p.shape[-2]  # the paper-orientation matrix is [rows, cols] = [p.shape[-1], p.shape[-2]]
+    if wide: x = x.transpose(1, 2)  # work on the wide orientation, as torch does
+    x = x / torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True).clamp_(min=1e-7)
+    a, b, c = ns
+    for _ in range(ns_steps):
+        gram = torch.bmm(x, x.transpose(1, 2))
+        x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)  # torch's addmm form
+    if wide: x = x.transpose(1, 2)
+    p.mul_(decay).addcmul_(x, neg_lr)
 
 # %% ../nbs/02_training.ipynb #c009
 LOSSES = ('mse', 'ce')
