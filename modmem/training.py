@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools, hashlib, inspect, itertools, json, math, numbers, os, shutil, tempfile, time, uuid
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Sequence
 from fastcore.basics import patch
 import pandas as pd
@@ -22,9 +23,9 @@ __all__ = ['OPTIMIZERS', 'LOSSES', 'EVAL_BUDGET', 'PER_MEMBER', 'MODELS', 'DEFAU
            'weight_norms', 'evaluate', 'UsageError', 'image_sets', 'task_rows', 'TrainConfig', 'paper1_minibatch',
            'default_device', 'check_device', 'TrainResult', 'check_out', 'write_run', 'member_params', 'n_train_rows',
            'model_sizes', 'train_memory', 'available_memory', 'run_memory', 'check_memory', 'cpu_allocator_tuning',
-           'auto_member_chunk', 'auto_row_chunk', 'slice_grads', 'TrainStep', 'Metric', 'metric_key', 'check_metrics',
-           'metric_values', 'config_task', 'config_data', 'model_class', 'config_model', 'model_from_state',
-           'member_frame', 'build_training', 'train', 'plot_curves']
+           'auto_member_chunk', 'auto_row_chunk', 'SliceGrads', 'slice_grads', 'TrainStep', 'Metric', 'metric_key',
+           'check_metrics', 'metric_values', 'config_task', 'config_data', 'model_class', 'config_model',
+           'model_from_state', 'member_frame', 'build_training', 'train', 'plot_curves']
 
 # %% ../nbs/02_training.ipynb #c005
 OPTIMIZERS = ('adamw', 'adam', 'sgd', 'muon')
@@ -626,50 +627,88 @@ def _scatter_rows(g: torch.Tensor, idx: torch.Tensor, dh: torch.Tensor):
     if g.device.type == 'cpu': g.index_add_(0, idx, dh)
     else: g.add_(torch.ops.aten.embedding_dense_backward(dh, idx, g.shape[0], -1, False))
 
+def _loss_scale(loss: str, C: int, T: int, weighted: bool) -> tuple[float, float]:
+    "δ's scale and the one-hot's term: the mean loss over T rows (or rows `weighted` by the caller) of C logits."
+    s = 1.0 if weighted else 1 / T
+    return (2 * s / C, -2 * s / C) if loss == 'mse' else (s, -s)
+
+def _loss_grad(out: torch.Tensor, y: torch.Tensor, loss: str, scale: float, hit: torch.Tensor, w: torch.Tensor | None = None,
+               inplace: bool = True) -> torch.Tensor:
+    "δ = ∂loss/∂logits (mse: 2(f − onehot)/C, ce: softmax(f) − onehot) times `scale` and the row weights w [n, T, 1], y [n, T, 1]; in place of `out` for mse."
+    d = (out.mul_(scale) if inplace else out * scale) if loss == 'mse' else torch.softmax(out, -1).mul_(scale)
+    d.scatter_add_(-1, y, hit)
+    return d if w is None else d.mul_(w)
+
+# %% ../nbs/02_training.ipynb #c022g1
+class SliceGrads:
+    "The hand-written gradients of a slice of members (see `slice_grads`), prepared once: views, constants and (`rows`) the index tensors, so that a call runs only the step's arithmetic."
+    def __init__(self, model: EnsembleMLP, P: dict, T: int, w: torch.Tensor | None = None, loss: str = 'mse',
+                 row_chunk: int | None = None, grads: dict | None = None):
+        if model.norm is not None: raise ValueError(f"slice_grads covers models without a normalization layer, not norm={model.norm!r}")
+        if loss not in LOSSES: raise ValueError(f"unknown loss {loss!r}: use one of {LOSSES}")
+        self.grads = g = {k: torch.zeros_like(v) for k, v in P.items()} if grads is None else grads
+        emb_a, W, dev = P['emb_a'], P['unemb'], P['emb_a'].device
+        (n, p, N), C = emb_a.shape, W.shape[2]
+        self.n, self.N, self.np, self.T, self.act, self.loss, self.tied = n, N, n * p, T, model.act, loss, model.tied
+        self.W, self.Wt, self.bias = W, W.transpose(1, 2), None if P.get('bias') is None else P['bias'][:, None]
+        self.tables = [emb_a.reshape(-1, N)] + ([] if model.tied else [P['emb_b'].reshape(-1, N)])  # views: U, V as flat tables
+        self.ga = g['emb_a'].view(-1, N)
+        self.gb = self.ga if model.tied else g['emb_b'].view(-1, N)
+        self.all, self.scalar = list(g.values()), W.new_empty(())  # baddbmm's input where beta = 0
+        self.scale, hit = _loss_scale(loss, C, T, w is not None)  # the uniform row weight 1/T folds into δ's scale
+        R = row_chunk or T
+        self.tiles = [slice(r, min(T, r + R)) for r in range(0, T, R)]
+        self.whole = len(self.tiles) == 1
+        rows = [t.stop - t.start for t in self.tiles]
+        self.off = torch.arange(0, n * p, p, device=dev)[:, None]  # member e's rows of the flat table
+        self.bags = [torch.arange(0, 2 * n * r, 2, device=dev) for r in rows]  # embedding_bag offsets: two table rows per example
+        self.hit = [torch.full((n, r, 1), hit, device=dev, dtype=W.dtype) for r in rows]  # the one-hot's term of δ
+        self.w = None if w is None else [w[:, t, None] for t in self.tiles]
+        self.index = None
+
+    def rows(self, a: torch.Tensor, b: torch.Tensor, y: torch.Tensor) -> 'SliceGrads':
+        "Use the rows a, b, y [n, T] from now on: each tile's rows of the flat tables and labels (for a full batch, made once)."
+        A, B = a + self.off, b + self.off
+        bag = torch.stack([A, B if self.tied else B + self.np], -1)  # [n, T, 2]: rows of the table [U; V] to sum
+        self.index = [(A.reshape(-1), B.reshape(-1), bag.reshape(-1), y[..., None]) if self.whole else
+                      (A[:, t].reshape(-1), B[:, t].reshape(-1), bag[:, t].reshape(-1), y[:, t, None]) for t in self.tiles]
+        return self
+
+# %% ../nbs/02_training.ipynb #c022g2
+@patch
+def __call__(self: SliceGrads, mask: torch.Tensor | None = None, accumulate: bool = False) -> dict:
+    "The gradients of the slice's training loss on the rows of `rows` (times the dropout mask [n, T, N]) into `grads`: overwritten, or added to them with `accumulate`."
+    if not accumulate: torch._foreach_zero_(self.all)
+    table = self.tables[0] if self.tied else torch.cat(self.tables)  # [U; V]
+    quad = self.act == 'quad'
+    for k, t in enumerate(self.tiles):
+        ia, ib, bag, y = self.index[k]
+        mk = mask if mask is None or self.whole else mask[:, t]
+        h = torch.embedding_bag(table, bag, self.bags[k], False, 0)[0].view(self.n, -1, self.N)  # U[:, a] + V[:, b] in one pass
+        if mk is not None: h.mul_(mk)
+        z = ACTIVATIONS[self.act](h)
+        out = torch.bmm(z, self.W) if self.bias is None else torch.baddbmm(self.bias, z, self.W)
+        d = _loss_grad(out, y, self.loss, self.scale, self.hit[k], None if self.w is None else self.w[k])
+        self.grads['unemb'].baddbmm_(z.transpose(1, 2), d)
+        if self.bias is not None: self.grads['bias'].add_(d.sum(1))
+        dz = torch.baddbmm(self.scalar, d, self.Wt, beta=0, alpha=2) if quad else torch.bmm(d, self.Wt)  # x²: 2·δWᵀ
+        if quad: dh = dz.mul_(h)
+        elif self.act == 'relu': dh = torch.ops.aten.threshold_backward(dz, h, 0.0)
+        else: dh = _act_grad(self.act, h, dz)
+        if mk is not None: dh.mul_(mk)
+        dh = dh.view(-1, self.N)
+        _scatter_rows(self.ga, ia, dh); _scatter_rows(self.gb, ib, dh)
+    return self.grads
+
 def slice_grads(model: EnsembleMLP, P: dict, a: torch.Tensor, b: torch.Tensor, y: torch.Tensor, T: int,
                 w: torch.Tensor | None = None, mask: torch.Tensor | None = None, loss: str = 'mse',
                 row_chunk: int | None = None, grads: dict | None = None) -> dict:
     "Gradients of the training loss of a slice of members (parameters `P`, rows a, b, y [n, T]) for a model without a normalization layer, by hand, added into `grads`."
-    if model.norm is not None: raise ValueError(f"slice_grads covers models without a normalization layer, not norm={model.norm!r}")
-    if loss not in LOSSES: raise ValueError(f"unknown loss {loss!r}: use one of {LOSSES}")
-    grads = {k: torch.zeros_like(v) for k, v in P.items()} if grads is None else grads
-    emb_a, W, bias = P['emb_a'], P['unemb'], P.get('bias')
-    emb_b = emb_a if model.tied else P['emb_b']
-    N, C = W.shape[1], W.shape[2]
-    ga = grads['emb_a'].view(-1, N)
-    gb = ga if model.tied else grads['emb_b'].view(-1, N)
-    n, p = emb_a.shape[:2]
-    Wt, R = W.transpose(1, 2), row_chunk or T
-    table = emb_a.reshape(-1, N) if model.tied else torch.cat([emb_a.reshape(-1, N), emb_b.reshape(-1, N)])
-    off = torch.arange(0, n * p, p, device=a.device)[:, None]  # member e's rows of the flat table
-    for r in range(0, T, R):
-        t = slice(r, min(T, r + R))
-        ia, ib = (a[:, t] + off).flatten(), (b[:, t] + off).flatten()
-        pairs = torch.stack([ia, ib if model.tied else ib + n * p], 1)
-        h = F.embedding_bag(pairs, table, mode='sum').view(n, -1, N)  # U[:, a] + V[:, b] in one pass
-        if mask is not None: h.mul_(mask[:, t])
-        z = ACTIVATIONS[model.act](h)
-        out = torch.bmm(z, W) if bias is None else torch.baddbmm(bias[:, None], z, W)
-        yt, s = y[:, t, None], 1 / T if w is None else 1.0  # uniform row weight 1/T folded into δ's scale
-        if loss == 'mse': d, hit = out.mul_(2 * s / C), -2 * s / C        # δ = 2(f − onehot)/C
-        else: d, hit = torch.softmax(out, -1).mul_(s), -s                 # δ = softmax(f) − onehot
-        d.scatter_add_(-1, yt, torch.full(yt.shape, hit, device=d.device, dtype=d.dtype))
-        if w is not None: d.mul_(w[:, t, None])
-        grads['unemb'].baddbmm_(z.transpose(1, 2), d)
-        if bias is not None: grads['bias'].add_(d.sum(1))
-        quad = model.act == 'quad'
-        dz = torch.bmm(d, Wt) if not quad else torch.baddbmm(d.new_empty(()), d, Wt, beta=0, alpha=2)  # x²: 2·δWᵀ
-        if quad: dh = dz.mul_(h)
-        elif model.act == 'relu': dh = torch.ops.aten.threshold_backward(dz, h, 0.0)
-        else: dh = _act_grad(model.act, h, dz)
-        if mask is not None: dh.mul_(mask[:, t])
-        dh = dh.view(-1, N)
-        _scatter_rows(ga, ia, dh); _scatter_rows(gb, ib, dh)
-    return grads
+    return SliceGrads(model, P, T, w, loss, row_chunk, grads).rows(a, b, y)(mask, accumulate=True)
 
 # %% ../nbs/02_training.ipynb #c022b
 class TrainStep:
-    "One batched update of every member, prepared once: member slices with slice-local gradients, row tiles, no host syncs."
+    "One batched update of every member, prepared once: member slices with slice-local gradients, row tiles, and every view, index tensor and constant a step reads; no host syncs."
     def __init__(self, model: EnsembleMLP, opt: StackedOptimizer, data: EnsembleData, loss: str = 'mse',
                  batch_size: int | None = None, member_chunk: int | None = None, row_chunk: int | None = None,
                  generator: torch.Generator | None = None, manual: bool | None = None):
@@ -696,52 +735,78 @@ class TrainStep:
         self.row_chunk = row_chunk or auto_row_chunk(model, B, self.member_chunk, dev)
         if model.norm == 'batch' and self.row_chunk < B:
             raise ValueError(f"BatchNorm needs whole batches: row_chunk {self.row_chunk} < batch {B}")
-        if batch_size is None:
-            self.batches, self.slices = None, []
-            for s, e in self.bounds:
-                T = max(n[s:e])
-                rows = idx[s:e, :T]
-                w = None if min(n[s:e]) == T else valid[s:e, :T].to(torch.float32) / torch.tensor(n[s:e], device=dev)[:, None]
-                self.slices.append((slice(s, e), self.pa[rows], self.pb[rows], data.labels[s:e].gather(1, rows),
-                                    None if w is None else valid[s:e, :T], w, T))
-        else:
-            self.batches = _Batches(idx, valid, n, batch_size, generator)
+        self.batches = None if batch_size is None else _Batches(idx, valid, n, batch_size, generator)
+        self.parts = [self._part(slice(s, e), idx, valid, data, dev) for s, e in self.bounds]
 
-    def _minibatch(self, step):
-        rows = self.batches(step)
-        a, b, y = self.pa[rows], self.pb[rows], self.labels.gather(1, rows)
-        return [(slice(s, e), a[s:e], b[s:e], y[s:e], None, None, self.batch_size) for s, e in self.bounds]
+# %% ../nbs/02_training.ipynb #c022b2
+@patch
+def _part(self: TrainStep, sl: slice, idx, valid, data, dev) -> SimpleNamespace:
+    "One member slice, made once: its rows (full batch), views of its parameters and gradients (updated in place, so they stay valid), its dropout mask's shape and its `SliceGrads`."
+    m, n = self.model, self.n_train[sl]
+    T = max(n) if self.batch_size is None else self.batch_size
+    pt = SimpleNamespace(sl=sl, T=T, a=None, b=None, y=None, valid=None, w=None, dropout=any(m.dropout_rates[sl]))
+    pt.shape = m.mask_shape(sl.stop - sl.start, T) if hasattr(m, 'mask_shape') else (sl.stop - sl.start, T, m.width)
+    if self.batch_size is None:
+        rows = idx[sl, :T]
+        pt.a, pt.b, pt.y = self.pa[rows], self.pb[rows], data.labels[sl].gather(1, rows)
+        if min(n) < T: pt.valid, pt.w = valid[sl, :T], valid[sl, :T].to(torch.float32) / torch.tensor(n, device=dev)[:, None]
+    if self.manual:
+        P = {k: q.detach()[sl] for k, q in m.named_parameters()}
+        grads = {k: g[sl] for k, g in self.grads.items()}
+        pt.params, pt.grads = [P[k] for k in self.names], [grads[k] for k in self.names]
+        pt.plan = SliceGrads(m, P, T, pt.w, self.loss, self.row_chunk, grads)
+        if self.batch_size is None: pt.plan.rows(pt.a, pt.b, pt.y)
+    else:
+        pt.leaves = m.leaves(sl)  # leaf views: autograd gives them gradients of the slice's size
+        pt.params = list(pt.leaves.values())
+        pt.scale, hit = _loss_scale(self.loss, m.n_out, T, pt.w is not None)
+        pt.hit = torch.full((sl.stop - sl.start, T, 1), hit, device=dev, dtype=pt.params[0].dtype)
+        if pt.w is not None: pt.w = pt.w[..., None]
+    return pt
 
-    def __call__(self, step: int):
-        "Update every member once (step index `step`: it seeds the dropout masks and counts the optimizer's steps)."
-        m, opt, R = self.model, self.opt, self.row_chunk
-        m.step = step
-        opt.t += 1
-        for k, (sl, a, b, y, valid, w, T) in enumerate(self.slices if self.batches is None else self._minibatch(step)):
-            mask = None
-            if m.training and self.dropout[k]:
-                n_sl = sl.stop - sl.start
-                mask = m.dropout_mask(m.mask_shape(n_sl, T) if hasattr(m, 'mask_shape') else (n_sl, T, m.width), sl, step)
-            if self.manual:
-                params = {n: q.detach()[sl] for n, q in m.named_parameters()}
-                grads = {n: g[sl] for n, g in self.grads.items()}
-                torch._foreach_zero_(list(grads.values()))
-                slice_grads(m, params, a, b, y, T, w, mask, self.loss, R, grads)
-                opt.update([grads[n] for n in self.names], sl, [params[n] for n in self.names])
-                continue
-            leaves = m.leaves(sl)
-            params = list(leaves.values())
-            grads = None
-            for r in range(0, T, R):
-                t = slice(r, min(T, r + R))
-                out = m(a[:, t], b[:, t], None if valid is None else valid[:, t], members=sl, params=leaves,
-                        mask=None if mask is None else mask[:, t])
-                per_example = example_loss(out, y[:, t], self.loss)
-                total = per_example.sum() / T if w is None else (per_example * w[:, t]).sum()
-                g = torch.autograd.grad(total, params)
-                if grads is None: grads = list(g)
-                else: torch._foreach_add_(grads, g)
-            opt.update(grads, sl, params)
+# %% ../nbs/02_training.ipynb #c022b3
+@patch
+def _minibatch(self: TrainStep, step: int):
+    "This step's minibatch rows a, b, y [E, batch] (the members' epoch permutations)."
+    rows = self.batches(step)
+    return self.pa[rows], self.pb[rows], self.labels.gather(1, rows)
+
+@patch
+def _autograd(self: TrainStep, pt, a, b, y, mask) -> list:
+    "A slice's gradients by autograd, tile by tile (the tiles' gradients add up): models with a normalization layer, deep MLPs, transformers."
+    m, R, T = self.model, self.row_chunk, pt.T
+    grads, y = None, y[..., None]
+    for r in range(0, T, R):
+        t = slice(r, min(T, r + R))
+        cut = (lambda x: x) if R >= T else (lambda x: x if x is None else x[:, t])
+        out = m(cut(a), cut(b), cut(pt.valid), members=pt.sl, params=pt.leaves, mask=cut(mask))
+        with torch.no_grad(): d = _loss_grad(out, cut(y), self.loss, pt.scale, cut(pt.hit), cut(pt.w), inplace=False)
+        g = torch.autograd.grad(out, pt.params, d)  # backward from ∂loss/∂logits: the loss itself needs no graph
+        if grads is None: grads = list(g)
+        else: torch._foreach_add_(grads, g)
+    return grads
+
+@patch
+def __call__(self: TrainStep, step: int):
+    "Update every member once (step index `step`: it draws the dropout masks and counts the optimizer's steps)."
+    self._run(step, step)
+
+@patch
+def _run(self: TrainStep, step: int, draw: int | torch.Tensor):
+    "The step's work (`draw`: the step the dropout masks are drawn for, a host int or a tensor on the device)."
+    m, opt = self.model, self.opt
+    m.step = step
+    opt.t += 1
+    batch = None if self.batches is None else self._minibatch(step)
+    one = len(self.parts) == 1
+    for pt in self.parts:
+        a, b, y = (pt.a, pt.b, pt.y) if batch is None else batch if one else (x[pt.sl] for x in batch)
+        mask = m.dropout_mask(pt.shape, pt.sl, draw) if m.training and pt.dropout else None
+        if self.manual:
+            if batch is not None: pt.plan.rows(a, b, y)
+            pt.plan(mask)
+            opt.update(pt.grads, pt.sl, pt.params)
+        else: opt.update(self._autograd(pt, a, b, y, mask), pt.sl, pt.params)
 
 # %% ../nbs/02_training.ipynb #c022x
 def _qualname(fn) -> str: return f"{getattr(fn, '__module__', None) or '?'}.{getattr(fn, '__qualname__', type(fn).__name__)}"
