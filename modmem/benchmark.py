@@ -18,8 +18,8 @@ from .sweep import plan_sweep
 
 # %% auto #0
 __all__ = ['OP_CASES', 'LIMITS', 'OneHotMLP', 'sequential_rate', 'engine_step', 'train_rows', 'gemm_flops', 'gemm_seconds',
-           'OpCounter', 'count_ops', 'op_table', 'format_ops', 'phase_grid', 'benchmark', 'benchmark_checks',
-           'format_checks']
+           'OpCounter', 'count_ops', 'op_table', 'format_ops', 'graph_check', 'phase_grid', 'benchmark',
+           'benchmark_checks', 'format_checks']
 
 # %% ../nbs/02b_benchmark.ipynb #c005
 class OneHotMLP(nn.Module):
@@ -144,6 +144,20 @@ def op_table(sizes=(1, 16, 289), members: int = 16, p: int = 23, width: int = 64
 def format_ops(ops: pd.DataFrame) -> str:
     "The op table as text: a title line and one line per case."
     return 'aten ops per step (every member in one slice, as on a GPU; views included):\n' + ops.to_string(index=False)
+
+# %% ../nbs/02b_benchmark.ipynb #c033
+def graph_check(device: str = 'cuda', steps: int = 20) -> float:
+    "The largest relative difference of the weights of one small ensemble trained `steps` steps eagerly and from a CUDA graph of its step (`TrainStep.capture`)."
+    cfg = TrainConfig(p=23, width=64, noise=0.2, weight_decay=[0.0, 1.0], dropout=[0.0, 0.3], seed=[0, 1])
+    members = member_frame(cfg)
+    weights = []
+    for graphed in (False, True):
+        _, model, _, step = build_training(cfg, members, device, member_chunk=len(members))
+        if graphed: step.capture()
+        for i in range(steps): step(i)
+        weights.append({k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()})
+    eager, graph = weights
+    return max(((graph[k] - v).abs().max() / v.abs().max().clamp(min=1e-12)).item() for k, v in eager.items())
 
 # %% ../nbs/02b_benchmark.ipynb #c006
 def phase_grid(alphas=(0.3, 0.5, 0.7, 0.9), runs: int = 289) -> dict:

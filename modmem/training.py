@@ -737,6 +737,7 @@ class TrainStep:
             raise ValueError(f"BatchNorm needs whole batches: row_chunk {self.row_chunk} < batch {B}")
         self.batches = None if batch_size is None else _Batches(idx, valid, n, batch_size, generator)
         self.parts = [self._part(slice(s, e), idx, valid, data, dev) for s, e in self.bounds]
+        self.graph = None  # a CUDA graph of the step, once `capture` asks for one
 
 # %% ../nbs/02_training.ipynb #c022b2
 @patch
@@ -789,6 +790,7 @@ def _autograd(self: TrainStep, pt, a, b, y, mask) -> list:
 @patch
 def __call__(self: TrainStep, step: int):
     "Update every member once (step index `step`: it draws the dropout masks and counts the optimizer's steps)."
+    if self.graph is not None: return self._replay(step)
     self._run(step, step)
 
 @patch
@@ -807,6 +809,41 @@ def _run(self: TrainStep, step: int, draw: int | torch.Tensor):
             pt.plan(mask)
             opt.update(pt.grads, pt.sl, pt.params)
         else: opt.update(self._autograd(pt, a, b, y, mask), pt.sl, pt.params)
+
+# %% ../nbs/02_training.ipynb #c022b4
+@patch
+def capture(self: TrainStep, warmup: int = 2) -> TrainStep:
+    "Replay the full-batch step from a CUDA graph: `warmup` eager calls on a side stream, then one call records and replays it, later calls replay it (consecutive steps only)."
+    dev = next(self.model.parameters()).device
+    if dev.type != 'cuda': raise ValueError(f"a CUDA graph needs a CUDA device, not {str(dev)!r}")
+    if self.batches is not None or not self.manual:
+        raise ValueError("only the full-batch step with hand-written gradients (the MLP without normalization) is captured")
+    self.graph, self._warm, self._next = False, warmup, None  # False: not recorded yet
+    self._draw = torch.zeros((), dtype=torch.int64, device=dev)  # the dropout masks' step, on the device
+    return self
+
+@patch
+def _replay(self: TrainStep, step: int):
+    "One call in graph mode: a warm-up step on a side stream, the recording (then its replay), or a replay."
+    if self._next is not None and step != self._next:
+        raise ValueError(f"a captured step replays consecutive steps: expected step {self._next}, got {step}")
+    self._next, opt = step + 1, self.opt
+    if isinstance(self.graph, torch.cuda.CUDAGraph):  # the host's copies of the step counts follow the device's
+        self.model.step, opt.t, opt._t_value, opt._coef_t = step, opt.t + 1, opt._t_value + 1, opt.t + 1
+        return self.graph.replay()
+    if self._warm > 0:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side): self._run(step, step)
+        torch.cuda.current_stream().wait_stream(side)
+        self._warm -= 1
+        return
+    self._draw.fill_(step - 1)
+    self.graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(self.graph):
+        self._draw.add_(1)  # each replay draws the next step's masks
+        self._run(step, self._draw)
+    self.graph.replay()
 
 # %% ../nbs/02_training.ipynb #c022x
 def _qualname(fn) -> str: return f"{getattr(fn, '__module__', None) or '?'}.{getattr(fn, '__qualname__', type(fn).__name__)}"

@@ -3,7 +3,7 @@ and dropout cost the same whatever the members' (lr, wd) groups and E, and the v
 from dataclasses import replace
 import pytest
 import torch
-from modmem.benchmark import OpCounter, count_ops, op_table
+from modmem.benchmark import OpCounter, count_ops, op_table, graph_check
 from modmem.training import TrainConfig, StackedOptimizer, build_training, member_frame
 
 BASE = TrainConfig(p=23, width=64, weight_decay=1.0)
@@ -62,3 +62,14 @@ def test_step_views_are_the_models_storage():
         for q, v in zip(model.parameters(), pt.params):
             assert v.data_ptr() == q[pt.sl].data_ptr() and torch.equal(v, q[pt.sl])
     assert opt._t.item() == opt.t == 3
+
+
+def test_graph_check_refuses_the_cpu():
+    with pytest.raises(ValueError, match='CUDA device'): graph_check('cpu')
+    _, _, _, step = build_training(BASE, member_frame(BASE), 'cpu')
+    with pytest.raises(ValueError, match='CUDA device'): step.capture()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA graphs need a GPU')
+def test_graph_replays_the_eager_step():
+    assert graph_check('cuda') < 1e-5
