@@ -4,20 +4,22 @@
 
 # %% ../nbs/02b_benchmark.ipynb #c002
 from __future__ import annotations
-import itertools, math, time
+import collections, itertools, math, time
 from dataclasses import replace
 import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 from .data import ModularTask, make_data
 from .training import (TrainConfig, StackedOptimizer, TrainStep, config_data, config_model, member_frame,
                              default_device, build_training, n_train_rows)
 from .sweep import plan_sweep
 
 # %% auto #0
-__all__ = ['LIMITS', 'OneHotMLP', 'sequential_rate', 'engine_step', 'train_rows', 'gemm_flops', 'gemm_seconds', 'phase_grid',
-           'benchmark', 'benchmark_checks', 'format_checks']
+__all__ = ['OP_CASES', 'LIMITS', 'OneHotMLP', 'sequential_rate', 'engine_step', 'train_rows', 'gemm_flops', 'gemm_seconds',
+           'OpCounter', 'count_ops', 'op_table', 'format_ops', 'graph_check', 'phase_grid', 'benchmark',
+           'benchmark_checks', 'format_checks']
 
 # %% ../nbs/02b_benchmark.ipynb #c005
 class OneHotMLP(nn.Module):
@@ -102,6 +104,61 @@ def gemm_seconds(rows: int, width: int, p: int, device: str | None = None, steps
         torch.matmul(h, w, out=o1); torch.matmul(d, w.T, out=o2); torch.matmul(h.T, d, out=o3)
     return _per_step(step, steps, device, warmup, min_seconds=min_seconds)
 
+# %% ../nbs/02b_benchmark.ipynb #c030
+class OpCounter(TorchDispatchMode):
+    "Counts, by name, the aten ops dispatched while it is active: each a kernel launch or a host-side view."
+    def __init__(self):
+        super().__init__()
+        self.counts = collections.Counter()
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.counts[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+def count_ops(cfg: TrainConfig, members: pd.DataFrame | None = None, device: str = 'cpu', member_chunk: int | None = None,
+              row_chunk: int | None = None, warmup: int = 1) -> tuple[int, collections.Counter]:
+    "aten ops of one `TrainStep` call (after `warmup` calls) for `cfg` and `members`, and the count of each op; `member_chunk` and `row_chunk` as `build_training` takes them."
+    members = member_frame(cfg, members)
+    cfg.validate(members)
+    *_, step = build_training(cfg, members, device, member_chunk, row_chunk)
+    for i in range(warmup): step(i)
+    with OpCounter() as c: step(warmup)
+    return sum(c.counts.values()), c.counts
+
+OP_CASES = {  # case → (TrainConfig changes, per-member values alternating over the members)
+    'two (lr, wd) groups': ({}, dict(weight_decay=(0.0, 1.0))), 'dropout': ({}, dict(dropout=(0.3,))),
+    'minibatch': (dict(batch_size=32), {}), 'BatchNorm': (dict(norm='batch', batch_size=32), {}),
+    'transformer': (dict(model='transformer', act='relu'), {}), 'Muon': (dict(optimizer='muon'), {})}
+
+def op_table(sizes=(1, 16, 289), members: int = 16, p: int = 23, width: int = 64, device: str = 'cpu') -> pd.DataFrame:
+    "aten ops per step of the full-batch MLP at each E of `sizes` and of each case of `OP_CASES` at E = `members`, every member in one slice and one row tile (as on a GPU)."
+    base = TrainConfig(p=p, width=width, weight_decay=1.0)
+    rows = []
+    for case, E, (change, per_member) in [('full batch', E, ({}, {})) for E in sizes] + [(c, members, v) for c, v in OP_CASES.items()]:
+        cfg = replace(base, seed=list(range(E)), **change)
+        mem = member_frame(cfg)
+        for k, vals in per_member.items(): mem[k] = [vals[i % len(vals)] for i in range(E)]
+        ops, counts = count_ops(cfg, mem, device, member_chunk=E, row_chunk=2 ** 31)
+        rows.append(dict(case=case, members=E, ops=ops, top_ops=', '.join(f'{k} {v}' for k, v in counts.most_common(3))))
+    return pd.DataFrame(rows)
+
+def format_ops(ops: pd.DataFrame) -> str:
+    "The op table as text: a title line and one line per case."
+    return 'aten ops per step (every member in one slice, as on a GPU; views included):\n' + ops.to_string(index=False)
+
+# %% ../nbs/02b_benchmark.ipynb #c033
+def graph_check(device: str = 'cuda', steps: int = 20) -> float:
+    "The largest relative difference of the weights of one small ensemble trained `steps` steps eagerly and from a CUDA graph of its step (`TrainStep.capture`)."
+    cfg = TrainConfig(p=23, width=64, noise=0.2, weight_decay=[0.0, 1.0], dropout=[0.0, 0.3], seed=[0, 1])
+    members = member_frame(cfg)
+    weights = []
+    for graphed in (False, True):
+        _, model, _, step = build_training(cfg, members, device, member_chunk=len(members))
+        if graphed: step.capture()
+        for i in range(steps): step(i)
+        weights.append({k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()})
+    eager, graph = weights
+    return max(((graph[k] - v).abs().max() / v.abs().max().clamp(min=1e-12)).item() for k, v in eager.items())
+
 # %% ../nbs/02b_benchmark.ipynb #c006
 def phase_grid(alphas=(0.3, 0.5, 0.7, 0.9), runs: int = 289) -> dict:
     "A sweep grid of `runs` (α, seed) pairs spread as evenly as possible over `alphas` (seeds 0, 1, … within each α)."
@@ -116,13 +173,15 @@ def _plan(base, grid, device):
 def benchmark(sizes=(1, 16, 64, 289), p: int = 97, width: int = 500, train_frac: float = 0.5, steps: int = 2,
               device: str | None = None, alphas=(0.3, 0.5, 0.7, 0.9), runs: int = 289, compare: int = 16,
               sequential: int = 3, large: bool = False, warmup: int = 1, min_seconds: float = 0.2,
-              progress: bool = False) -> pd.DataFrame:
-    "Model-steps/s, ms per model-step and the ratio to the GEMM bound of the sequential loop, the engine at each E, a planned phase diagram and its comparison."
+              progress: bool = False, ops: bool = True) -> pd.DataFrame:
+    "Model-steps/s, ms per model-step and the ratio to the GEMM bound of the sequential loop, the engine at each E, a planned phase diagram and its comparison (with `ops`, the aten ops per step of `op_table` in `.attrs['ops']`)."
     device = str(device or default_device())
     if torch.device(device).type == 'cpu': torch.set_flush_denormal(True)
     sizes = list(sizes) + ([1156] if large and 1156 not in sizes else [])
     say = (lambda s: print(s, flush=True)) if progress else (lambda s: None)
     mean_alpha = round(sum(alphas) / len(alphas), 6)
+    op_counts = op_table(device=device) if ops else None
+    if ops: say(format_ops(op_counts))
     t_gemm = {}
     def bound(a):
         if a not in t_gemm: t_gemm[a] = gemm_seconds(train_rows(p, a), width, p, device, steps, warmup, min_seconds)
@@ -166,6 +225,7 @@ def benchmark(sizes=(1, 16, 64, 289), p: int = 97, width: int = 500, train_frac:
     tbl['x_sequential'] = tbl.model_steps_per_s / tbl.model_steps_per_s.iloc[0]
     tbl.loc[tbl.case == 'gemm', 'x_sequential'] = float('nan')
     tbl.insert(1, 'device', device)
+    tbl.attrs['ops'] = op_counts
     return tbl
 
 # %% ../nbs/02b_benchmark.ipynb #c020

@@ -85,7 +85,13 @@ class _FirstLayer(torch.autograd.Function):
 def _batch_norm(h: torch.Tensor, valid, running_mean: torch.Tensor, running_var: torch.Tensor, training: bool) -> torch.Tensor:
     "BatchNorm of h [n, B, N] over each member's valid rows (padding excluded); in training it updates the views `running_mean`, `running_var` [n, N] in place."
     if not training: return (h - running_mean[:, None]) / torch.sqrt(running_var[:, None] + 1e-5)
-    w = torch.ones(h.shape[:2], device=h.device, dtype=h.dtype) if valid is None else valid.to(h.dtype)
+    if valid is None:  # every row counts (a minibatch): torch's one-pass moments, fewer ops forward and backward
+        var, mean = torch.var_mean(h, dim=1, correction=0)
+        with torch.no_grad():
+            running_mean.lerp_(mean, 0.1)
+            running_var.lerp_(var * (h.shape[1] / max(h.shape[1] - 1, 1)), 0.1)
+        return (h - mean[:, None]) * torch.rsqrt(var[:, None] + 1e-5)
+    w = valid.to(h.dtype)
     n = w.sum(1)[:, None]
     mean = (h * w[..., None]).sum(1) / n
     var = (((h - mean[:, None]) ** 2) * w[..., None]).sum(1) / n
@@ -141,7 +147,7 @@ class EnsembleMLP(nn.Module):
             self.register_buffer('running_var', torch.ones(n_members, width, device=device))
         self.register_buffer('dropout', rates.to(device))
         self._set_dropout(rates.tolist())
-        self.step = 0  # the training step: dropout masks are a function of (member seed, step)
+        self.step = 0  # the training step: dropout masks are a function of (member seed, step, position)
 
     def _draw(self, init, init_scale, device):
         "Each member's init from a generator seeded with its seed, in the authors' order."
@@ -169,6 +175,8 @@ class EnsembleMLP(nn.Module):
                                                              device=dev).view(-1, 1, 1), persistent=False)
         self.register_buffer('_keep_scale', torch.tensor([DROPOUT_LEVELS / (DROPOUT_LEVELS - d) for d in drop],
                                                          device=dev).view(-1, 1, 1), persistent=False)
+        self.register_buffer('_dropout_key', torch.tensor([[_mix64(_int64((int(s) + 1) * _K_SEED))] for s in self.seeds], dtype=torch.int64,
+                                                          device=dev), persistent=False)
 
     @classmethod
     def from_state(cls, state: dict, p: int, width: int, n_members: int, device: str | torch.device | None = None, **settings) -> 'EnsembleMLP':
@@ -227,21 +235,15 @@ class EnsembleMLP(nn.Module):
         if a.dim() == 1: a, b = a.expand(emb_a.shape[0], -1), b.expand(emb_a.shape[0], -1)
         return _lookup(emb_a, emb_b, a, b)[0]
 
-    def dropout_mask(self, shape, members: slice = slice(None), step: int | None = None) -> torch.Tensor:
-        "Dropout multipliers [n, B, N] (0 or 1/keep) of the members in `members` at `step`, from each member's own stream."
+    def dropout_mask(self, shape, members: slice = slice(None), step: int | torch.Tensor | None = None) -> torch.Tensor:
+        "Dropout multipliers [n, B, N] (0 or 1/keep) of the members in `members` at `step` (an int or an int64 tensor on the device): one counter-based draw for the slice."
         n, B, N = shape
-        dev = self.dropout.device
-        idx = range(self.n_members)[members]
         step = self.step if step is None else step
+        key = self._dropout_key[members]  # [n, 1]: each member's key, from its seed only
+        key = torch.add(key, step, alpha=_K_STEP) if torch.is_tensor(step) else key + _int64(int(step) * _K_STEP)
         words = -(-B * N // 4)  # 64-bit words per member: four 16-bit draws each
-        bits = torch.empty(n, words, dtype=torch.int64, device=dev)
-        for j, e in enumerate(idx):
-            if self.dropout_rates[e] == 0: bits[j].fill_(-1); continue  # all bits set: every unit kept
-            g = _member_generator(self, dev)
-            g.manual_seed(_stream_seed(self.seeds[e], step))
-            bits[j].random_(-2 ** 63, 2 ** 63 - 1, generator=g)
-        b16 = bits.view(torch.int16)[:, :B * N].view(n, B, N)
-        return torch.where(b16 >= self._drop_threshold[members], self._keep_scale[members], 0.0)
+        b16 = _mix64_(key + _word_counters(self, words)).view(torch.int16)[:, :B * N].view(n, B, N)
+        return torch.mul(b16 >= self._drop_threshold[members], self._keep_scale[members])
 
     def _normalize(self, h, valid, members=slice(None), params=None):
         P = self.params(members) if params is None else params
@@ -269,18 +271,34 @@ class EnsembleMLP(nn.Module):
         return (f"p={self.p}, width={self.width}, n_members={self.n_members}, act={self.act!r}, norm={self.norm!r}, "
                 f"tied={self.tied}, out_bias={self.bias is not None}")
 
-def _stream_seed(seed: int, step: int) -> int:
-    "The seed of a member's random stream at one step: a host-side integer hash of its seed and the step."
-    x = (int(seed) * 0x9E3779B97F4A7C15 + int(step) * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB) % 2 ** 64
-    x ^= x >> 31; x = (x * 0xD6E8FEB86659FD93) % 2 ** 64; x ^= x >> 32
-    return x % 2 ** 63
+# %% ../nbs/01_models.ipynb #c011h
+_K_SEED, _K_STEP, _K_WORD = -0x61C8864680B583EB, -0x2E4AB5CD2E6D12FD, -0x24B0F46E8A51DE9B  # odd 64-bit constants (signed)
 
-def _member_generator(model, device) -> torch.Generator:
-    "A generator on `device` reused for the members' dropout streams (reseeded per member and step)."
-    gens = model.__dict__.setdefault('_generators', {})
-    key = str(device)
-    if key not in gens: gens[key] = torch.Generator(device)
-    return gens[key]
+def _int64(x: int) -> int:
+    "x mod 2⁶⁴ as the signed 64-bit integer a torch int64 holds."
+    x %= 2 ** 64
+    return x - 2 ** 64 if x >= 2 ** 63 else x
+
+def _mix64(x: int) -> int:
+    "SplitMix64's finalizer of a signed 64-bit integer, on the host."
+    x %= 2 ** 64
+    x ^= x >> 30; x = x * 0xBF58476D1CE4E5B9 % 2 ** 64
+    x ^= x >> 27; x = x * 0x94D049BB133111EB % 2 ** 64
+    return _int64(x ^ (x >> 31))
+
+def _mix64_(z: torch.Tensor) -> torch.Tensor:
+    "`_mix64` of every element of an int64 tensor, in place (torch's `>>` is arithmetic: the mask makes it logical)."
+    z.bitwise_xor_((z >> 30).bitwise_and_(2 ** 34 - 1)).mul_(_int64(0xBF58476D1CE4E5B9))
+    z.bitwise_xor_((z >> 27).bitwise_and_(2 ** 37 - 1)).mul_(_int64(0x94D049BB133111EB))
+    return z.bitwise_xor_((z >> 31).bitwise_and_(2 ** 33 - 1))
+
+def _word_counters(model, words: int) -> torch.Tensor:
+    "Counters [words] of a mask's 64-bit words (word w adds w·K), made once per device and grown when a larger mask asks."
+    dev = model.dropout.device
+    cache = model.__dict__.setdefault('_dropout_words', {})
+    c = cache.get(str(dev))
+    if c is None or len(c) < words: c = cache[str(dev)] = torch.arange(words, device=dev) * _K_WORD
+    return c[:words]
 
 # %% ../nbs/01_models.ipynb #c022
 def analytic_solution(p: int, width: int = 500, n_members: int = 1, seed: int = 0, device: str | torch.device | None = None) -> EnsembleMLP:

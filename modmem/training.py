@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib, functools, hashlib, inspect, itertools, json, math, numbers, os, shutil, tempfile, time, uuid, warnings
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Sequence
+from fastcore.basics import patch
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -22,9 +24,9 @@ __all__ = ['OPTIMIZERS', 'LOSSES', 'EVAL_BUDGET', 'PER_MEMBER', 'PRECISIONS', 'M
            'task_rows', 'TrainConfig', 'paper1_minibatch', 'default_device', 'check_device', 'TrainResult', 'check_out',
            'write_run', 'member_params', 'n_train_rows', 'model_sizes', 'train_memory', 'available_memory',
            'run_memory', 'check_memory', 'cpu_allocator_tuning', 'auto_member_chunk', 'auto_row_chunk', 'step_ops',
-           'train_seconds', 'matmul_precision', 'slice_grads', 'TrainStep', 'Metric', 'metric_key', 'check_metrics',
-           'metric_values', 'config_task', 'config_data', 'model_class', 'config_model', 'model_from_state',
-           'member_frame', 'build_training', 'train', 'plot_curves']
+           'train_seconds', 'matmul_precision', 'SliceGrads', 'slice_grads', 'TrainStep', 'Metric', 'metric_key',
+           'check_metrics', 'metric_values', 'config_task', 'config_data', 'model_class', 'config_model',
+           'model_from_state', 'member_frame', 'build_training', 'train', 'plot_curves']
 
 # %% ../nbs/02_training.ipynb #c005
 OPTIMIZERS = ('adamw', 'adam', 'sgd', 'muon')
@@ -36,15 +38,22 @@ class StackedOptimizer:
         if kind not in OPTIMIZERS: raise ValueError(f"unknown optimizer {kind!r}: use one of {OPTIMIZERS}")
         self.params = [p for p in params if p.requires_grad]
         E = self.params[0].shape[0]
-        dev = self.params[0].device
+        dev, dt = self.params[0].device, self.params[0].dtype
         lr, weight_decay = _per_member(lr, E, 'lr'), _per_member(weight_decay, E, 'weight_decay')
         if (lr < 0).any() or (weight_decay < 0).any(): raise ValueError("lr and weight_decay must be >= 0")
         self.lr, self.weight_decay = lr.to(dev), weight_decay.to(dev)
         self._host = list(zip(lr.tolist(), weight_decay.tolist()))  # per-member (lr, wd) as host floats, read once
+        self._one = self._host[0] if len(set(self._host)) == 1 else None  # the (lr, wd) every member shares, if so
         self.kind, self.betas, self.eps, self.momentum, self.t = kind, betas, eps, momentum, 0
         self.state = [self._init_state(p) for p in self.params]
-        self.fused = kind in ('adam', 'adamw') and dev.type in ('cpu', 'cuda')  # torch's one-pass Adam(W) kernel
-        self._t, self._t_value, self._groups = torch.zeros((), device=dev), 0, {}  # step count as the kernel reads it
+        self.fused = kind in ('adam', 'adamw') and dev.type in ('cpu', 'cuda')  # torch's one-pass kernel when all share (lr, wd)
+        self._t, self._t_value = torch.zeros((), device=dev), 0  # the step count as the kernels read it: on the device
+        f = lambda xs: torch.tensor(xs, dtype=dt, device=dev)  # per-member factors, in the parameters' dtype
+        self._decay, self._wd, self._neg_lr = f([1 - l * w for l, w in self._host]), f([w for _, w in self._host]), f([-l for l, _ in self._host])
+        hp = torch.float64 if dev.type in ('cpu', 'cuda') else torch.float32  # bias corrections 1 − βᵗ in double, as torch's kernels
+        self._betas, self._lr_hp = torch.tensor(betas, dtype=hp, device=dev), torch.tensor([-l for l, _ in self._host], dtype=hp, device=dev)
+        self._coef, self._coef_t, self._slices = torch.zeros(3, E, dtype=dt, device=dev), None, {}
+        self._coef_rows = self._coef.unbind(0)  # views made once: the per-step factors are written into them
 
     def _init_state(self, p):
         "Zero moments the size of the whole parameter, made once (slices update views of them)."
@@ -53,84 +62,105 @@ class StackedOptimizer:
         if self.kind == 'muon' or self.momentum: return dict(momentum=torch.zeros_like(p))
         return {}
 
-    def _member(self, t, p): return t.view(-1, *[1] * (p.dim() - 1))
-
     @torch.no_grad()
     def step(self):
         "One update of every parameter of every member, from the parameters' `.grad`."
         self.t += 1
         self.update([p.grad for p in self.params])
 
-    @torch.no_grad()
-    def update(self, grads, members: slice = slice(None), params=None):
-        "Apply step `self.t` to the members in `members`: `params` are views of those members (default: sliced here)."
-        b1, b2 = self.betas
-        params = [p[members] for p in self.params] if params is None else params
-        if self.fused: return self._fused(grads, members, params)
-        lr_all, wd_all = self.lr[members], self.weight_decay[members]
-        for p, g, st in zip(params, grads, self.state):
-            if g is None: continue
-            lr, wd = self._member(lr_all, p), self._member(wd_all, p)
-            st = {k: v[members] for k, v in st.items()}
-            if self.kind == 'muon' and p.dim() == 3:
-                self._muon(p, g, st, lr, wd)
-                continue
-            if self.kind in ('adamw', 'muon'): p.mul_(1 - lr * wd)
-            else: g = g + wd * p
-            if self.kind == 'sgd':
-                if self.momentum: g = st['momentum'].mul_(self.momentum).add_(g)
-                p.sub_(lr * g)
-                continue
-            m, v = st['exp_avg'], st['exp_avg_sq']
-            m.lerp_(g, 1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            denom = (v.sqrt() / math.sqrt(1 - b2 ** self.t)).add_(self.eps)
-            p.sub_((lr / (1 - b1 ** self.t)) * m / denom)
-
-    def _member_groups(self, members: slice):
-        "The members of a slice grouped by their (lr, weight decay): [(lr, wd, local indices or None for all)], cached."
-        key = (members.start, members.stop, members.step)
-        if key not in self._groups:
-            host = self._host[members]
-            groups = {}
-            for j, lw in enumerate(host): groups.setdefault(lw, []).append(j)
-            self._groups[key] = [(lr, wd, None if len(js) == len(host) else js) for (lr, wd), js in groups.items()]
-        return self._groups[key]
-
-    def _fused(self, grads, members, params):
-        "Adam(W) in torch's fused kernel (one pass over each tensor), one call per group of members sharing lr and weight decay."
-        todo = [(p, g, st['exp_avg'][members], st['exp_avg_sq'][members])
-                for p, g, st in zip(params, grads, self.state) if g is not None]
-        if self._t_value != self.t: self._t.fill_(self.t); self._t_value = self.t
-        step = torch._fused_adamw_ if self.kind == 'adamw' else torch._fused_adam_
-        groups = self._member_groups(members)
-        parts = None if len(groups) == 1 else [[x.unbind(0) for x in four] for four in todo]  # per-member views
-        for lr, wd, js in groups:
-            if js is None: lists = [[four[i] for four in todo] for i in range(4)]  # the whole slice in one call
-            else: lists = [[part[i][j] for part in parts for j in js] for i in range(4)]
-            step(*lists, [], [self._t] * len(lists[0]), lr=lr, beta1=self.betas[0], beta2=self.betas[1], weight_decay=wd,
-                 eps=self.eps, amsgrad=False, maximize=False)
-
-    def _muon(self, p, g, st, lr, wd, ns=(3.4445, -4.775, 2.0315), ns_steps=5, nesterov=True):
-        "torch.optim.Muon's update, batched over members; a stored [E, r, c] parameter is the paper's [c, r] matrix."
-        mom = self.momentum or 0.95
-        buf = st['momentum']
-        buf.lerp_(g, 1 - mom)
-        update = g.lerp(buf, mom) if nesterov else buf
-        rows, cols = p.shape[-1], p.shape[-2]  # the paper-orientation matrix is [rows, cols]
-        x = update.bfloat16()
-        if rows <= cols: x = x.transpose(1, 2)  # work on the wide orientation, as torch does
-        x = x / x.flatten(1).norm(dim=1).clamp(min=1e-7)[:, None, None]
-        a, b, c = ns
-        for _ in range(ns_steps):
-            gram = x @ x.transpose(1, 2)
-            x = a * x + (b * gram + c * gram @ gram) @ x
-        if rows <= cols: x = x.transpose(1, 2)
-        p.mul_(1 - lr * wd)
-        p.sub_(lr * math.sqrt(max(1, rows / cols)) * x.to(p.dtype))
+    def _count(self):
+        "Bring the device's step count to `self.t`: one add per step, which a captured graph replays."
+        if self._t_value != self.t:
+            if self.t == self._t_value + 1: self._t.add_(1)
+            else: self._t.fill_(self.t)
+            self._t_value = self.t
 
     def zero_grad(self):
         for p in self.params: p.grad = None
+
+# %% ../nbs/02_training.ipynb #c005b
+@patch
+def _slice(self: StackedOptimizer, members: slice) -> dict:
+    "What updating the members in `members` takes, made once per slice: views of the parameters and moments, and each per-member factor as views [n, 1, …] shaped for each parameter."
+    key = (members.start, members.stop, members.step)
+    if key not in self._slices:
+        shaped = lambda t: [t[..., members].view(*t.shape[:-1], -1, *[1] * (p.dim() - 1)) for p in self.params]
+        host = self._host[members]
+        muon = [math.sqrt(max(1, p.shape[-1] / p.shape[-2])) if p.dim() == 3 else 1.0 for p in self.params]  # Muon's lr scale
+        self._slices[key] = dict(params=[p.detach()[members] for p in self.params], decay=shaped(self._decay),
+            wd=shaped(self._wd), neg_lr=[q * s for q, s in zip(shaped(self._neg_lr), muon)],
+            scale=[c[1] for c in shaped(self._coef)], eps=[c[2] for c in shaped(self._coef)],
+            state={k: [st[k][members] if k in st else None for st in self.state] for k in ('exp_avg', 'exp_avg_sq', 'momentum')},
+            decays=any(w > 0 for _, w in host))
+    return self._slices[key]
+
+@patch
+@torch.no_grad()
+def update(self: StackedOptimizer, grads, members: slice = slice(None), params=None):
+    "Apply step `self.t` to the members in `members` (`params`: views of them; default, views made once): a fixed number of ops for any number of members or of (lr, wd) groups."
+    S = self._slice(members)
+    self._count()
+    use = [i for i, g in enumerate(grads) if g is not None]
+    pick = lambda xs: [xs[i] for i in use]
+    P, G = pick(S['params'] if params is None else params), pick(grads)
+    m, v, buf, decay, wd, neg_lr, scale, eps = (pick(S['state'][k] if k in S['state'] else S[k])
+                                                for k in ('exp_avg', 'exp_avg_sq', 'momentum', 'decay', 'wd', 'neg_lr', 'scale', 'eps'))
+    if self.kind == 'sgd':
+        if S['decays']: G = torch._foreach_addcmul(G, P, wd)  # L2: g + wd·w
+        if self.momentum: torch._foreach_mul_(buf, self.momentum); torch._foreach_add_(buf, G); G = buf
+        return torch._foreach_addcmul_(P, G, neg_lr)  # w − lr·g
+    if self.kind == 'muon':  # Muon on the matrices, AdamW on the rest
+        for i in [i for i, p in enumerate(P) if p.dim() == 3]: self._muon(P[i], G[i], buf[i], decay[i], neg_lr[i])
+        P, G, m, v, decay, scale, eps = ([x for x, p in zip(xs, P) if p.dim() != 3] for xs in (P, G, m, v, decay, scale, eps))
+        if not P: return
+    elif self.fused and self._one is not None:  # one (lr, wd) for all members: torch's fused kernel, one pass over each tensor
+        lr, w = self._one
+        return (torch._fused_adamw_ if self.kind == 'adamw' else torch._fused_adam_)(
+            P, G, m, v, [], [self._t] * len(P), lr=lr, beta1=self.betas[0], beta2=self.betas[1], weight_decay=w,
+            eps=self.eps, amsgrad=False, maximize=False)
+    self._adam(P, G, m, v, decay if self.kind != 'adam' and S['decays'] else None,
+               wd if self.kind == 'adam' and S['decays'] else None, scale, eps)
+
+# %% ../nbs/02_training.ipynb #c005c
+@patch
+def _adam(self: StackedOptimizer, P, G, m, v, decay, wd, scale, eps):
+    "torch's foreach Adam(W) arithmetic in its `capturable` form (the step count read on the device), with per-member lr and weight decay."
+    b1, b2 = self.betas
+    self._bias_terms()
+    if wd is not None: G = torch._foreach_addcmul(G, P, wd)  # Adam: L2, g + wd·w
+    if decay is not None: torch._foreach_mul_(P, decay)  # AdamW: w·(1 − lr·wd)
+    torch._foreach_lerp_(m, G, 1 - b1)
+    torch._foreach_mul_(v, b2); torch._foreach_addcmul_(v, G, G, 1 - b2)
+    denom = torch._foreach_sqrt(v)
+    torch._foreach_div_(denom, scale); torch._foreach_add_(denom, eps)
+    torch._foreach_addcdiv_(P, m, denom)  # w − lr/(1 − β1ᵗ) · m / (√(v/(1 − β2ᵗ)) + ε)
+
+@patch
+def _bias_terms(self: StackedOptimizer):
+    "Once per step, per member: s = −lr/(1 − β1ᵗ), s·√(1 − β2ᵗ) and ε/s (the denominator is √v/(s·√(1 − β2ᵗ)) + ε/s), written in place into `_coef`."
+    if self._coef_t == self.t: return
+    s, scale, eps = self._coef_rows
+    bc = torch.pow(self._betas, self._t).sub_(1).neg_()  # 1 − β1ᵗ, 1 − β2ᵗ
+    torch.div(self._lr_hp, bc[:1], out=s)
+    torch.mul(s, bc[1:].sqrt_(), out=scale)
+    torch.div(s, self.eps, out=eps).reciprocal_()
+    self._coef_t = self.t
+
+@patch
+def _muon(self: StackedOptimizer, p, g, buf, decay, neg_lr, ns=(3.4445, -4.775, 2.0315), ns_steps=5, nesterov=True):
+    "torch.optim.Muon's update, batched over members; a stored [E, r, c] parameter is the paper's [c, r] matrix (`neg_lr`: −lr·√max(1, rows/cols))."
+    mom = self.momentum or 0.95
+    buf.lerp_(g, 1 - mom)
+    x = (g.lerp(buf, mom) if nesterov else buf).bfloat16()
+    wide = p.shape[-1] <= p.shape[-2]  # the paper-orientation matrix is [rows, cols] = [p.shape[-1], p.shape[-2]]
+    if wide: x = x.transpose(1, 2)  # work on the wide orientation, as torch does
+    x = x / torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True).clamp_(min=1e-7)
+    a, b, c = ns
+    for _ in range(ns_steps):
+        gram = torch.bmm(x, x.transpose(1, 2))
+        x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)  # torch's addmm form
+    if wide: x = x.transpose(1, 2)
+    p.mul_(decay).addcmul_(x, neg_lr)
 
 # %% ../nbs/02_training.ipynb #c009
 LOSSES = ('mse', 'ce')
@@ -649,50 +679,88 @@ def _scatter_rows(g: torch.Tensor, idx: torch.Tensor, dh: torch.Tensor):
     if g.device.type == 'cpu': g.index_add_(0, idx, dh)
     else: g.add_(torch.ops.aten.embedding_dense_backward(dh, idx, g.shape[0], -1, False))
 
+def _loss_scale(loss: str, C: int, T: int, weighted: bool) -> tuple[float, float]:
+    "δ's scale and the one-hot's term: the mean loss over T rows (or rows `weighted` by the caller) of C logits."
+    s = 1.0 if weighted else 1 / T
+    return (2 * s / C, -2 * s / C) if loss == 'mse' else (s, -s)
+
+def _loss_grad(out: torch.Tensor, y: torch.Tensor, loss: str, scale: float, hit: torch.Tensor, w: torch.Tensor | None = None,
+               inplace: bool = True) -> torch.Tensor:
+    "δ = ∂loss/∂logits (mse: 2(f − onehot)/C, ce: softmax(f) − onehot) times `scale` and the row weights w [n, T, 1], y [n, T, 1]; in place of `out` for mse."
+    d = (out.mul_(scale) if inplace else out * scale) if loss == 'mse' else torch.softmax(out, -1).mul_(scale)
+    d.scatter_add_(-1, y, hit)
+    return d if w is None else d.mul_(w)
+
+# %% ../nbs/02_training.ipynb #c022g1
+class SliceGrads:
+    "The hand-written gradients of a slice of members (see `slice_grads`), prepared once: views, constants and (`rows`) the index tensors, so that a call runs only the step's arithmetic."
+    def __init__(self, model: EnsembleMLP, P: dict, T: int, w: torch.Tensor | None = None, loss: str = 'mse',
+                 row_chunk: int | None = None, grads: dict | None = None):
+        if model.norm is not None: raise ValueError(f"slice_grads covers models without a normalization layer, not norm={model.norm!r}")
+        if loss not in LOSSES: raise ValueError(f"unknown loss {loss!r}: use one of {LOSSES}")
+        self.grads = g = {k: torch.zeros_like(v) for k, v in P.items()} if grads is None else grads
+        emb_a, W, dev = P['emb_a'], P['unemb'], P['emb_a'].device
+        (n, p, N), C = emb_a.shape, W.shape[2]
+        self.n, self.N, self.np, self.T, self.act, self.loss, self.tied = n, N, n * p, T, model.act, loss, model.tied
+        self.W, self.Wt, self.bias = W, W.transpose(1, 2), None if P.get('bias') is None else P['bias'][:, None]
+        self.tables = [emb_a.reshape(-1, N)] + ([] if model.tied else [P['emb_b'].reshape(-1, N)])  # views: U, V as flat tables
+        self.ga = g['emb_a'].view(-1, N)
+        self.gb = self.ga if model.tied else g['emb_b'].view(-1, N)
+        self.all, self.scalar = list(g.values()), W.new_empty(())  # baddbmm's input where beta = 0
+        self.scale, hit = _loss_scale(loss, C, T, w is not None)  # the uniform row weight 1/T folds into δ's scale
+        R = row_chunk or T
+        self.tiles = [slice(r, min(T, r + R)) for r in range(0, T, R)]
+        self.whole = len(self.tiles) == 1
+        rows = [t.stop - t.start for t in self.tiles]
+        self.off = torch.arange(0, n * p, p, device=dev)[:, None]  # member e's rows of the flat table
+        self.bags = [torch.arange(0, 2 * n * r, 2, device=dev) for r in rows]  # embedding_bag offsets: two table rows per example
+        self.hit = [torch.full((n, r, 1), hit, device=dev, dtype=W.dtype) for r in rows]  # the one-hot's term of δ
+        self.w = None if w is None else [w[:, t, None] for t in self.tiles]
+        self.index = None
+
+    def rows(self, a: torch.Tensor, b: torch.Tensor, y: torch.Tensor) -> 'SliceGrads':
+        "Use the rows a, b, y [n, T] from now on: each tile's rows of the flat tables and labels (for a full batch, made once)."
+        A, B = a + self.off, b + self.off
+        bag = torch.stack([A, B if self.tied else B + self.np], -1)  # [n, T, 2]: rows of the table [U; V] to sum
+        self.index = [(A.reshape(-1), B.reshape(-1), bag.reshape(-1), y[..., None]) if self.whole else
+                      (A[:, t].reshape(-1), B[:, t].reshape(-1), bag[:, t].reshape(-1), y[:, t, None]) for t in self.tiles]
+        return self
+
+# %% ../nbs/02_training.ipynb #c022g2
+@patch
+def __call__(self: SliceGrads, mask: torch.Tensor | None = None, accumulate: bool = False) -> dict:
+    "The gradients of the slice's training loss on the rows of `rows` (times the dropout mask [n, T, N]) into `grads`: overwritten, or added to them with `accumulate`."
+    if not accumulate: torch._foreach_zero_(self.all)
+    table = self.tables[0] if self.tied else torch.cat(self.tables)  # [U; V]
+    quad = self.act == 'quad'
+    for k, t in enumerate(self.tiles):
+        ia, ib, bag, y = self.index[k]
+        mk = mask if mask is None or self.whole else mask[:, t]
+        h = torch.embedding_bag(table, bag, self.bags[k], False, 0)[0].view(self.n, -1, self.N)  # U[:, a] + V[:, b] in one pass
+        if mk is not None: h.mul_(mk)
+        z = ACTIVATIONS[self.act](h)
+        out = torch.bmm(z, self.W) if self.bias is None else torch.baddbmm(self.bias, z, self.W)
+        d = _loss_grad(out, y, self.loss, self.scale, self.hit[k], None if self.w is None else self.w[k])
+        self.grads['unemb'].baddbmm_(z.transpose(1, 2), d)
+        if self.bias is not None: self.grads['bias'].add_(d.sum(1))
+        dz = torch.baddbmm(self.scalar, d, self.Wt, beta=0, alpha=2) if quad else torch.bmm(d, self.Wt)  # x²: 2·δWᵀ
+        if quad: dh = dz.mul_(h)
+        elif self.act == 'relu': dh = torch.ops.aten.threshold_backward(dz, h, 0.0)
+        else: dh = _act_grad(self.act, h, dz)
+        if mk is not None: dh.mul_(mk)
+        dh = dh.view(-1, self.N)
+        _scatter_rows(self.ga, ia, dh); _scatter_rows(self.gb, ib, dh)
+    return self.grads
+
 def slice_grads(model: EnsembleMLP, P: dict, a: torch.Tensor, b: torch.Tensor, y: torch.Tensor, T: int,
                 w: torch.Tensor | None = None, mask: torch.Tensor | None = None, loss: str = 'mse',
                 row_chunk: int | None = None, grads: dict | None = None) -> dict:
     "Gradients of the training loss of a slice of members (parameters `P`, rows a, b, y [n, T]) for a model without a normalization layer, by hand, added into `grads`."
-    if model.norm is not None: raise ValueError(f"slice_grads covers models without a normalization layer, not norm={model.norm!r}")
-    if loss not in LOSSES: raise ValueError(f"unknown loss {loss!r}: use one of {LOSSES}")
-    grads = {k: torch.zeros_like(v) for k, v in P.items()} if grads is None else grads
-    emb_a, W, bias = P['emb_a'], P['unemb'], P.get('bias')
-    emb_b = emb_a if model.tied else P['emb_b']
-    N, C = W.shape[1], W.shape[2]
-    ga = grads['emb_a'].view(-1, N)
-    gb = ga if model.tied else grads['emb_b'].view(-1, N)
-    n, p = emb_a.shape[:2]
-    Wt, R = W.transpose(1, 2), row_chunk or T
-    table = emb_a.reshape(-1, N) if model.tied else torch.cat([emb_a.reshape(-1, N), emb_b.reshape(-1, N)])
-    off = torch.arange(0, n * p, p, device=a.device)[:, None]  # member e's rows of the flat table
-    for r in range(0, T, R):
-        t = slice(r, min(T, r + R))
-        ia, ib = (a[:, t] + off).flatten(), (b[:, t] + off).flatten()
-        pairs = torch.stack([ia, ib if model.tied else ib + n * p], 1)
-        h = F.embedding_bag(pairs, table, mode='sum').view(n, -1, N)  # U[:, a] + V[:, b] in one pass
-        if mask is not None: h.mul_(mask[:, t])
-        z = ACTIVATIONS[model.act](h)
-        out = torch.bmm(z, W) if bias is None else torch.baddbmm(bias[:, None], z, W)
-        yt, s = y[:, t, None], 1 / T if w is None else 1.0  # uniform row weight 1/T folded into δ's scale
-        if loss == 'mse': d, hit = out.mul_(2 * s / C), -2 * s / C        # δ = 2(f − onehot)/C
-        else: d, hit = torch.softmax(out, -1).mul_(s), -s                 # δ = softmax(f) − onehot
-        d.scatter_add_(-1, yt, torch.full(yt.shape, hit, device=d.device, dtype=d.dtype))
-        if w is not None: d.mul_(w[:, t, None])
-        grads['unemb'].baddbmm_(z.transpose(1, 2), d)
-        if bias is not None: grads['bias'].add_(d.sum(1))
-        quad = model.act == 'quad'
-        dz = torch.bmm(d, Wt) if not quad else torch.baddbmm(d.new_empty(()), d, Wt, beta=0, alpha=2)  # x²: 2·δWᵀ
-        if quad: dh = dz.mul_(h)
-        elif model.act == 'relu': dh = torch.ops.aten.threshold_backward(dz, h, 0.0)
-        else: dh = _act_grad(model.act, h, dz)
-        if mask is not None: dh.mul_(mask[:, t])
-        dh = dh.view(-1, N)
-        _scatter_rows(ga, ia, dh); _scatter_rows(gb, ib, dh)
-    return grads
+    return SliceGrads(model, P, T, w, loss, row_chunk, grads).rows(a, b, y)(mask, accumulate=True)
 
 # %% ../nbs/02_training.ipynb #c022b
 class TrainStep:
-    "One batched update of every member, prepared once: member slices with slice-local gradients, row tiles, no host syncs."
+    "One batched update of every member, prepared once: member slices with slice-local gradients, row tiles, and every view, index tensor and constant a step reads; no host syncs."
     def __init__(self, model: EnsembleMLP, opt: StackedOptimizer, data: EnsembleData, loss: str = 'mse',
                  batch_size: int | None = None, member_chunk: int | None = None, row_chunk: int | None = None,
                  generator: torch.Generator | None = None, manual: bool | None = None):
@@ -719,52 +787,115 @@ class TrainStep:
         self.row_chunk = row_chunk or auto_row_chunk(model, B, self.member_chunk, dev)
         if model.norm == 'batch' and self.row_chunk < B:
             raise ValueError(f"BatchNorm needs whole batches: row_chunk {self.row_chunk} < batch {B}")
-        if batch_size is None:
-            self.batches, self.slices = None, []
-            for s, e in self.bounds:
-                T = max(n[s:e])
-                rows = idx[s:e, :T]
-                w = None if min(n[s:e]) == T else valid[s:e, :T].to(torch.float32) / torch.tensor(n[s:e], device=dev)[:, None]
-                self.slices.append((slice(s, e), self.pa[rows], self.pb[rows], data.labels[s:e].gather(1, rows),
-                                    None if w is None else valid[s:e, :T], w, T))
-        else:
-            self.batches = _Batches(idx, valid, n, batch_size, generator)
+        self.batches = None if batch_size is None else _Batches(idx, valid, n, batch_size, generator)
+        self.parts = [self._part(slice(s, e), idx, valid, data, dev) for s, e in self.bounds]
+        self.graph = None  # a CUDA graph of the step, once `capture` asks for one
 
-    def _minibatch(self, step):
-        rows = self.batches(step)
-        a, b, y = self.pa[rows], self.pb[rows], self.labels.gather(1, rows)
-        return [(slice(s, e), a[s:e], b[s:e], y[s:e], None, None, self.batch_size) for s, e in self.bounds]
+# %% ../nbs/02_training.ipynb #c022b2
+@patch
+def _part(self: TrainStep, sl: slice, idx, valid, data, dev) -> SimpleNamespace:
+    "One member slice, made once: its rows (full batch), views of its parameters and gradients (updated in place, so they stay valid), its dropout mask's shape and its `SliceGrads`."
+    m, n = self.model, self.n_train[sl]
+    T = max(n) if self.batch_size is None else self.batch_size
+    pt = SimpleNamespace(sl=sl, T=T, a=None, b=None, y=None, valid=None, w=None, dropout=any(m.dropout_rates[sl]))
+    pt.shape = m.mask_shape(sl.stop - sl.start, T) if hasattr(m, 'mask_shape') else (sl.stop - sl.start, T, m.width)
+    if self.batch_size is None:
+        rows = idx[sl, :T]
+        pt.a, pt.b, pt.y = self.pa[rows], self.pb[rows], data.labels[sl].gather(1, rows)
+        if min(n) < T: pt.valid, pt.w = valid[sl, :T], valid[sl, :T].to(torch.float32) / torch.tensor(n, device=dev)[:, None]
+    if self.manual:
+        P = {k: q.detach()[sl] for k, q in m.named_parameters()}
+        grads = {k: g[sl] for k, g in self.grads.items()}
+        pt.params, pt.grads = [P[k] for k in self.names], [grads[k] for k in self.names]
+        pt.plan = SliceGrads(m, P, T, pt.w, self.loss, self.row_chunk, grads)
+        if self.batch_size is None: pt.plan.rows(pt.a, pt.b, pt.y)
+    else:
+        pt.leaves = m.leaves(sl)  # leaf views: autograd gives them gradients of the slice's size
+        pt.params = list(pt.leaves.values())
+        pt.scale, hit = _loss_scale(self.loss, m.n_out, T, pt.w is not None)
+        pt.hit = torch.full((sl.stop - sl.start, T, 1), hit, device=dev, dtype=pt.params[0].dtype)
+        if pt.w is not None: pt.w = pt.w[..., None]
+    return pt
 
-    def __call__(self, step: int):
-        "Update every member once (step index `step`: it seeds the dropout masks and counts the optimizer's steps)."
-        m, opt, R = self.model, self.opt, self.row_chunk
-        m.step = step
-        opt.t += 1
-        for k, (sl, a, b, y, valid, w, T) in enumerate(self.slices if self.batches is None else self._minibatch(step)):
-            mask = None
-            if m.training and self.dropout[k]:
-                n_sl = sl.stop - sl.start
-                mask = m.dropout_mask(m.mask_shape(n_sl, T) if hasattr(m, 'mask_shape') else (n_sl, T, m.width), sl, step)
-            if self.manual:
-                params = {n: q.detach()[sl] for n, q in m.named_parameters()}
-                grads = {n: g[sl] for n, g in self.grads.items()}
-                torch._foreach_zero_(list(grads.values()))
-                slice_grads(m, params, a, b, y, T, w, mask, self.loss, R, grads)
-                opt.update([grads[n] for n in self.names], sl, [params[n] for n in self.names])
-                continue
-            leaves = m.leaves(sl)
-            params = list(leaves.values())
-            grads = None
-            for r in range(0, T, R):
-                t = slice(r, min(T, r + R))
-                out = m(a[:, t], b[:, t], None if valid is None else valid[:, t], members=sl, params=leaves,
-                        mask=None if mask is None else mask[:, t])
-                per_example = example_loss(out, y[:, t], self.loss)
-                total = per_example.sum() / T if w is None else (per_example * w[:, t]).sum()
-                g = torch.autograd.grad(total, params)
-                if grads is None: grads = list(g)
-                else: torch._foreach_add_(grads, g)
-            opt.update(grads, sl, params)
+# %% ../nbs/02_training.ipynb #c022b3
+@patch
+def _minibatch(self: TrainStep, step: int):
+    "This step's minibatch rows a, b, y [E, batch] (the members' epoch permutations)."
+    rows = self.batches(step)
+    return self.pa[rows], self.pb[rows], self.labels.gather(1, rows)
+
+@patch
+def _autograd(self: TrainStep, pt, a, b, y, mask) -> list:
+    "A slice's gradients by autograd, tile by tile (the tiles' gradients add up): models with a normalization layer, deep MLPs, transformers."
+    m, R, T = self.model, self.row_chunk, pt.T
+    grads, y = None, y[..., None]
+    for r in range(0, T, R):
+        t = slice(r, min(T, r + R))
+        cut = (lambda x: x) if R >= T else (lambda x: x if x is None else x[:, t])
+        out = m(cut(a), cut(b), cut(pt.valid), members=pt.sl, params=pt.leaves, mask=cut(mask))
+        with torch.no_grad(): d = _loss_grad(out, cut(y), self.loss, pt.scale, cut(pt.hit), cut(pt.w), inplace=False)
+        g = torch.autograd.grad(out, pt.params, d)  # backward from ∂loss/∂logits: the loss itself needs no graph
+        if grads is None: grads = list(g)
+        else: torch._foreach_add_(grads, g)
+    return grads
+
+@patch
+def __call__(self: TrainStep, step: int):
+    "Update every member once (step index `step`: it draws the dropout masks and counts the optimizer's steps)."
+    if self.graph is not None: return self._replay(step)
+    self._run(step, step)
+
+@patch
+def _run(self: TrainStep, step: int, draw: int | torch.Tensor):
+    "The step's work (`draw`: the step the dropout masks are drawn for, a host int or a tensor on the device)."
+    m, opt = self.model, self.opt
+    m.step = step
+    opt.t += 1
+    batch = None if self.batches is None else self._minibatch(step)
+    one = len(self.parts) == 1
+    for pt in self.parts:
+        a, b, y = (pt.a, pt.b, pt.y) if batch is None else batch if one else (x[pt.sl] for x in batch)
+        mask = m.dropout_mask(pt.shape, pt.sl, draw) if m.training and pt.dropout else None
+        if self.manual:
+            if batch is not None: pt.plan.rows(a, b, y)
+            pt.plan(mask)
+            opt.update(pt.grads, pt.sl, pt.params)
+        else: opt.update(self._autograd(pt, a, b, y, mask), pt.sl, pt.params)
+
+# %% ../nbs/02_training.ipynb #c022b4
+@patch
+def capture(self: TrainStep, warmup: int = 2) -> TrainStep:
+    "Replay the full-batch step from a CUDA graph: `warmup` eager calls on a side stream, then one call records and replays it, later calls replay it (consecutive steps only)."
+    dev = next(self.model.parameters()).device
+    if dev.type != 'cuda': raise ValueError(f"a CUDA graph needs a CUDA device, not {str(dev)!r}")
+    if self.batches is not None or not self.manual:
+        raise ValueError("only the full-batch step with hand-written gradients (the MLP without normalization) is captured")
+    self.graph, self._warm, self._next = False, warmup, None  # False: not recorded yet
+    self._draw = torch.zeros((), dtype=torch.int64, device=dev)  # the dropout masks' step, on the device
+    return self
+
+@patch
+def _replay(self: TrainStep, step: int):
+    "One call in graph mode: a warm-up step on a side stream, the recording (then its replay), or a replay."
+    if self._next is not None and step != self._next:
+        raise ValueError(f"a captured step replays consecutive steps: expected step {self._next}, got {step}")
+    self._next, opt = step + 1, self.opt
+    if isinstance(self.graph, torch.cuda.CUDAGraph):  # the host's copies of the step counts follow the device's
+        self.model.step, opt.t, opt._t_value, opt._coef_t = step, opt.t + 1, opt._t_value + 1, opt.t + 1
+        return self.graph.replay()
+    if self._warm > 0:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side): self._run(step, step)
+        torch.cuda.current_stream().wait_stream(side)
+        self._warm -= 1
+        return
+    self._draw.fill_(step - 1)
+    self.graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(self.graph):
+        self._draw.add_(1)  # each replay draws the next step's masks
+        self._run(step, self._draw)
+    self.graph.replay()
 
 # %% ../nbs/02_training.ipynb #c022x
 def _qualname(fn) -> str: return f"{getattr(fn, '__module__', None) or '?'}.{getattr(fn, '__qualname__', type(fn).__name__)}"
