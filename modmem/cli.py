@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None):
         return 130
     return 0
 def _bench(args):
-    from modmem.benchmark import benchmark, benchmark_checks, format_checks
+    from modmem.benchmark import benchmark, benchmark_checks, format_checks, format_ops
     from modmem.experiments import device_label
     from modmem.training import default_device
     device = args.device or default_device()
@@ -196,12 +196,15 @@ def _bench(args):
           f"after {args.warmup} warm-up")
     cols = ['case', 'members', 'alpha', 'chunks', 'model_steps_per_s', 'ms_per_model_step', 'gemm_ms', 'x_gemm', 'gflops', 'x_sequential']
     print(tbl[cols].round(3).to_string(index=False))
+    if args.quiet and tbl.attrs.get('ops') is not None: print(format_ops(tbl.attrs['ops']))  # else printed as it was counted
     print(format_checks(checks))
     if args.csv: tbl.to_csv(args.csv, index=False)
     if args.json:
         setup = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        ops = tbl.attrs.get('ops')
         args.json.write_text(json.dumps(dict(setup=setup, device=device_label(device), table=tbl.to_dict('records'),
-                                             checks=checks.to_dict('records')), indent=1, default=str))
+                                             checks=checks.to_dict('records'), ops=None if ops is None else ops.to_dict('records')),
+                                        indent=1, default=str))
     return 0
 
 def _reproduce(args):

@@ -179,15 +179,18 @@ def _run(cmd: list[str], limit: float, env: dict | None = None, cwd=None) -> dic
     return dict(rc=rc, ok=rc == 0, seconds=round(time.perf_counter() - t0, 1), tail=text[-2000:])
 
 def check_commands(device: str, out: Path, small: bool = False) -> dict[str, tuple[list[str], float]]:
-    "The device checks as (command, time limit), run in the repository: tests, sync, memory, bench (`small`: tiny sizes, for a dry run on a CPU)."
+    "The device checks as (command, time limit), run in the repository: tests, sync, memory, bench, and on CUDA the graph-captured step against the eager one (`small`: tiny sizes, for a dry run on a CPU)."
     py, out = sys.executable, Path(out)
     tests = [f'tests/{f}' for f in ('test_device.py', 'test_slices.py', 'test_optim.py', 'test_ops.py')]
     bench = ['--p', '11', '--width', '16', '--steps', '1', '--runs', '8', '--sequential', '1', '--min-seconds', '0'] if small else ['--large']
     tiny = ['--small'] if small else []
+    graph = ("import json, sys; from modmem.benchmark import graph_check; d = graph_check(sys.argv[1]); "
+             "print(json.dumps(dict(max_rel_diff=d))); sys.exit(0 if d < 1e-4 else 1)")
     return {'tests': ([py, '-m', 'pytest', '-q', '-x', '-p', 'no:cacheprovider', *tests], 120.0),
             'sync': ([py, 'benchmarks/device_checks.py', 'sync', '--device', device, '--json', str(out / 'checks.json'), *tiny], 60.0),
             'memory': ([py, 'benchmarks/device_checks.py', 'memory', '--device', device, '--json', str(out / 'checks.json'), *tiny], 120.0),
-            'bench': ([py, '-m', 'modmem.cli', 'bench', '--device', device, '--json', str(out / 'bench.json'), *bench], 150.0)}
+            'bench': ([py, '-m', 'modmem.cli', 'bench', '--device', device, '--json', str(out / 'bench.json'), *bench], 150.0),
+            **({'graph': ([py, '-c', graph, device], 60.0)} if device.startswith('cuda') else {})}
 
 def run_checks(device: str, root: str | Path = '.', deadline: float | None = None, small: bool = False) -> dict:
     "Run the device checks in `root`, each under its limit and before `deadline`: their results, with the JSON they wrote (`<name>_data`)."

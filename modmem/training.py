@@ -640,8 +640,8 @@ def _dense_params(cfg: TrainConfig) -> tuple[int, int]:
 
 def step_ops(cfg: TrainConfig) -> int:
     "About how many operations (kernel launches) one training step of `cfg` dispatches, whatever the number of members."
-    ops = {'mlp': 45, 'deep': 110, 'transformer': 260}[cfg.model]
-    ops += 110 * bool(cfg.norm) + 30 * _has_dropout(cfg) + 15 * bool(cfg.batch_size) + 420 * (cfg.optimizer == 'muon')
+    ops = {'mlp': 20, 'deep': 45, 'transformer': 190}[cfg.model]   # as `modmem.benchmark.op_table` counts them
+    ops += 70 * bool(cfg.norm) + 25 * _has_dropout(cfg) + 20 * bool(cfg.batch_size) + 90 * (cfg.optimizer == 'muon')
     return ops
 
 def train_seconds(cfg: TrainConfig, n_members: int, rows: int, gpu: dict | None = None) -> dict[str, float]:

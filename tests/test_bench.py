@@ -148,19 +148,6 @@ def test_experiment_notebook_runs_plain_at_smoke(tmp_path):
 
 # --- the prepared device run ----------------------------------------------------------------------------------------
 
-def test_device_run_script_parses():
-    subprocess.run(['bash', '-n', str(ROOT / 'benchmarks' / 'device_run.sh')], check=True)
-    r = subprocess.run(['bash', str(ROOT / 'benchmarks' / 'device_run.sh')], capture_output=True, text=True)
-    assert r.returncode == 2 and 'usage' in r.stderr
-
-
-def test_device_wheels_are_ignored():
-    if shutil.which('git') is None: pytest.skip('no git')
-    r = subprocess.run(['git', 'check-ignore', '-q', '.device-wheels/x.whl'], cwd=ROOT)
-    if r.returncode == 128: pytest.skip('not a git checkout')
-    assert r.returncode == 0, '.device-wheels/ must be git-ignored'
-
-
 def test_sync_check_small(device):
     "The sync-debug check at a tiny size (on CUDA, syncs inside the loop are errors; train()'s loop is the one checked)."
     res = device_checks.sync_check(str(device), small=True, steps=4)

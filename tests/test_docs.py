@@ -42,7 +42,7 @@ def _worktree_files() -> list:
         return sorted(rel for rel in ls if rel and (ROOT / rel).is_file())
     except (OSError, subprocess.CalledProcessError):  # not a git checkout
         skip = ('.git', '.venv', '_proc', '_docs', '__pycache__', 'runs', 'build', 'dist', '.ipynb_checkpoints',
-                '.pytest_cache', '.device-wheels')
+                '.pytest_cache', '.lease')
         return sorted(str(p.relative_to(ROOT)) for p in ROOT.rglob('*') if p.is_file()
                       and not any(x in skip or x.endswith('.egg-info') for x in p.relative_to(ROOT).parts))
 

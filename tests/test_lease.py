@@ -140,3 +140,9 @@ def test_prune_keeps_what_unfinished_notebooks_need(tmp_path):
                            first.name: dict(status='done', paused=True, code=TRAINING_HASH, chunks=['b'])}, 'leases': []}, tmp_path)
     assert sorted(prune_cache(tmp_path)) == ['a', 'old']   # a: its only notebook finished; old: other training code; b: still needed
     assert (d / 'b').exists()
+
+
+def test_the_lease_folder_is_ignored():
+    r = subprocess.run(['git', 'check-ignore', '-q', '.lease/site/fastcore/basics.py'], cwd=ROOT)
+    if r.returncode == 128: pytest.skip('not a git checkout')
+    assert r.returncode == 0, '.lease/ (made by prepare, carried to the GPU) must be git-ignored'

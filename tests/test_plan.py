@@ -57,3 +57,14 @@ def test_free_cuda_memory_counts_the_allocators_cached_blocks(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'memory_reserved', lambda device=None: 50 * 2 ** 30)              # the allocator holds 50 GiB
     monkeypatch.setattr(torch.cuda, 'memory_allocated', lambda device=None: 2 * 2 ** 30)              # of which 2 GiB are live tensors
     assert training._free_memory('cuda') == (10 + 50 - 2) * 2 ** 30
+
+
+@pytest.mark.parametrize('over', [dict(), dict(dropout=0.3), dict(batch_size=32), dict(norm='batch', batch_size=32),
+                                  dict(model='transformer', act='relu', width=32), dict(optimizer='muon')])
+def test_time_model_counts_about_the_ops_of_a_step(over):
+    "The launch floor of `train_seconds` uses `step_ops`: within a factor 1.5 of what the op counter counts (one slice, as on a GPU)."
+    from modmem.benchmark import count_ops
+    from modmem.training import step_ops
+    cfg = TrainConfig(**{**dict(p=23, width=64, noise=0.2, train_frac=0.5, seed=[0, 1, 2, 3]), **over})
+    n, _ = count_ops(cfg, member_chunk=4, row_chunk=2 ** 31)
+    assert n / 1.5 <= step_ops(cfg) <= 1.5 * n, (over, n, step_ops(cfg))
