@@ -170,10 +170,18 @@ class Experiment:
         if c.config.images: model.set_images(config_task(c.config).images(self.torch_device))
         return model.eval(), c.runs.index(run)
 
-    def before_after(self, res: SweepResult, run: int, fn) -> dict:
-        "`fn(model)` (a per-member tensor [E, ...]) of `run` at its initialization and after training, as numpy arrays: {'init': …, 'final': …}."
-        (final, m, _), (init, _) = self.network(res, run), self.initial(res, run)
-        return {'init': fn(init)[m].detach().cpu().numpy(), 'final': fn(final)[m].detach().cpu().numpy()}
+    def before_after(self, res: SweepResult, run: int, fn, final: str | None = None) -> dict:
+        """`fn(model)` (a per-member tensor [E, ...]) of `run` at its initialization and after training, as numpy arrays:
+        {'init': …, 'final': …}. `final`: the sweep's neuron metric that holds fn's values after training (read from
+        `res.neurons`, so no stored weights are needed); None: fn of the stored weights."""
+        init, m = self.initial(res, run)
+        if final is None: after = fn(self.network(res, run)[0])[m].detach().cpu().numpy()
+        else:
+            t = res.neurons([run])
+            t = t[t.metric == final] if len(t) else t
+            if not len(t): raise ValueError(f"run {run} has no neuron metric {final!r}: sweep with neuron_metrics={{{final!r}: …}}")
+            after = t.sort_values('neuron').value.to_numpy(np.float64)
+        return {'init': fn(init)[m].detach().cpu().numpy(), 'final': after}
 
     def _check(self, id):
         e = entry(id)

@@ -14,9 +14,9 @@ from .training import evaluate, Metric
 from .fourier import neuron_vectors, dominant_frequency, check_index, _dlog_index, DOMINANT
 
 # %% auto #0
-__all__ = ['ZERO_PARTS', 'BIAS_CHOICES', 'NETWORKS', 'PHASE_SIGNS', 'split_curves', 'split_neurons', 'Filtration',
-           'frequency_filtration', 'filtration_accuracy', 'filtration_metric', 'phase_alignment', 'frequency_sparsity',
-           'plot_filtration', 'plot_phase_alignment']
+__all__ = ['ZERO_PARTS', 'BIAS_CHOICES', 'NETWORKS', 'PHASE_SIGNS', 'FILTERED_ACCURACIES', 'split_curves', 'split_neurons',
+           'Filtration', 'frequency_filtration', 'filtration_accuracy', 'filtration_metric', 'phase_alignment',
+           'frequency_sparsity', 'plot_filtration', 'plot_phase_alignment', 'filtration_accuracy_metric']
 
 # %% ../nbs/03a_filtration.ipynb #c005
 def split_curves(x: torch.Tensor, freq: torch.Tensor, keep_dc: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -190,3 +190,17 @@ def plot_phase_alignment(model: EnsembleMLP | torch.Tensor, member: int = 0, op:
     ax.set_title(f"{op}: phase MSE {pa['mse'][member]:.2f} (weighted {pa['weighted_mse'][member]:.2f})", fontsize=10)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/03a_filtration.ipynb #c028n
+FILTERED_ACCURACIES = ('test_acc', 'clean_acc', 'corrupted_acc')
+
+def _filtered_accuracy(model, data, network, loss, **kwargs) -> dict:
+    out = evaluate(_like(model, _filtered_states(model, network, **kwargs)[0][network]), data.to(model.emb_a.device), loss)
+    return {k: out[k] for k in FILTERED_ACCURACIES}
+
+def filtration_accuracy_metric(network: str = 'G', loss: str = 'ce', **kwargs) -> Metric:
+    "A final metric `(model, data) -> {'test_acc', 'clean_acc', 'corrupted_acc': [E]}` of $f^G$ or $f^R$; keyword arguments go to `frequency_filtration` (checked now)."
+    if network not in ('G', 'R'): raise ValueError(f"network must be 'G' or 'R', got {network!r}")
+    if loss not in ('ce', 'mse'): raise ValueError(f"loss must be 'ce' or 'mse', got {loss!r}")
+    _check_filtration(**kwargs)
+    return Metric(_filtered_accuracy, network=network, loss=loss, **kwargs)

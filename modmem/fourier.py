@@ -11,10 +11,10 @@ from .models import EnsembleMLP
 from .training import Metric
 
 # %% auto #0
-__all__ = ['CONVENTIONS', 'INDEXINGS', 'DOMINANT', 'neuron_vectors', 'check_convention', 'spectrum', 'ipr', 'check_index',
-           'is_primitive_root', 'primitive_root', 'dlog_order', 'discrete_log', 'reindex', 'neuron_ipr', 'mean_ipr',
-           'ipr_metric', 'power_spectrum', 'dominant_frequency', 'initial_model', 'plot_grokking',
-           'plot_ipr_histograms', 'plot_spectra']
+__all__ = ['CONVENTIONS', 'INDEXINGS', 'DOMINANT', 'IPR_LAYERS', 'neuron_vectors', 'check_convention', 'spectrum', 'ipr',
+           'check_index', 'is_primitive_root', 'primitive_root', 'dlog_order', 'discrete_log', 'reindex', 'neuron_ipr',
+           'mean_ipr', 'ipr_metric', 'power_spectrum', 'dominant_frequency', 'ipr_neuron_metric', 'initial_model',
+           'plot_grokking', 'plot_ipr_histograms', 'plot_spectra']
 
 # %% ../nbs/03_fourier.ipynb #c005
 def neuron_vectors(model: EnsembleMLP | torch.Tensor) -> torch.Tensor:
@@ -130,6 +130,27 @@ def dominant_frequency(model: EnsembleMLP | torch.Tensor, choice: str = 'shared'
     if choice == 'shared': power = power.sum(2, keepdim=True).expand_as(power)
     elif choice == 'w': power = power[:, :, 2:].expand_as(power)
     return power.argmax(-1) + 1
+
+# %% ../nbs/03_fourier.ipynb #c023n
+IPR_LAYERS = ('neuron', 'input', 'output', 'embedding')
+
+def _layer_ipr(model, data, layer: str, **kwargs) -> torch.Tensor:
+    if layer == 'neuron': return neuron_ipr(model, **kwargs)
+    if layer == 'embedding':
+        from modmem.transformer import embedding_ipr  # modmem.transformer and modmem.deep build on this module
+        return embedding_ipr(model, **kwargs)
+    from modmem.deep import layer_ipr
+    return layer_ipr(model, **kwargs)[layer]
+
+def ipr_neuron_metric(layer: str = 'neuron', **kwargs) -> Metric:
+    """A neuron metric `(model, data) -> [E, width]`: the IPR of every neuron of `layer` (one of `IPR_LAYERS`); keyword
+    arguments r, convention (and index, g for 'neuron'), checked now."""
+    if layer not in IPR_LAYERS: raise ValueError(f"unknown layer {layer!r}: use one of {IPR_LAYERS}")
+    allowed = {'r', 'convention'} | ({'index', 'g'} if layer == 'neuron' else set())
+    bad = sorted(set(kwargs) - allowed)
+    if bad: raise TypeError(f"ipr_neuron_metric({layer!r}) takes {sorted(allowed)}, not {bad}")
+    check_convention(kwargs.get('convention', 'rfft')); check_index(kwargs.get('index', 'raw'))
+    return Metric(_layer_ipr, layer=layer, **kwargs)
 
 # %% ../nbs/03_fourier.ipynb #c025
 def initial_model(result) -> EnsembleMLP:

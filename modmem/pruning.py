@@ -10,13 +10,13 @@ import pandas as pd
 import torch
 from .data import EnsembleData
 from .models import EnsembleMLP, ACTIVATIONS
-from .training import evaluate
+from .training import evaluate, Metric
 from .fourier import neuron_ipr
 
 # %% auto #0
 __all__ = ['SCORES', 'ORDERS', 'FRACTIONS', 'CURVE_METRICS', 'ACC_LABELS', 'LOSS_LABELS', 'neuron_strength', 'neuron_scores',
            'masked_copies', 'member_data', 'prune_order', 'pruning_curves', 'plot_pruning', 'corrupted_logits',
-           'plot_corrupted_logits', 'neurons_needed', 'needed_by_member', 'plot_width_sweep']
+           'plot_corrupted_logits', 'neurons_needed', 'needed_by_member', 'plot_width_sweep', 'needed_metric']
 
 # %% ../nbs/04_pruning.ipynb #c005
 SCORES = ('ipr', 'strength')
@@ -187,3 +187,16 @@ def plot_width_sweep(sweep: pd.DataFrame, title: str = ''):
     if title: fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/04_pruning.ipynb #c034n
+def _needed(model, data, fractions, loss, tol) -> dict:
+    t = needed_by_member(model, data, fractions, loss, tol)
+    return {k: torch.tensor(t[k].to_numpy(np.float64)) for k in ('test_acc', 'needed')}
+
+def needed_metric(fractions: Sequence[float] = FRACTIONS, loss: str = 'mse', tol: float = 0.01) -> Metric:
+    "A final metric `(model, data) -> {'test_acc': [E], 'needed': [E]}`: `needed_by_member` of the trained ensemble (checked now)."
+    fr = tuple(float(f) for f in fractions)
+    if not fr or min(fr) < 0 or max(fr) > 1 or 0.0 not in fr:
+        raise ValueError(f"fractions must lie in [0, 1] and include 0 (the unpruned network), got {fractions}")
+    _check('loss', loss, ('mse', 'ce'))
+    return Metric(_needed, fractions=fr, loss=loss, tol=float(tol))

@@ -8,9 +8,9 @@ import math, time
 from typing import Sequence
 import pandas as pd
 import torch
-from .training import TrainConfig, train, evaluate, default_device
+from .training import TrainConfig, train, default_device
 from .dynamics import PAPER2, paper2_config
-from .filtration import _filtered_states, _like
+from .filtration import filtration_accuracy_metric
 
 # %% auto #0
 __all__ = ['paper2_widths', 'width_sweep', 'plot_width_scaling']
@@ -36,9 +36,8 @@ def width_sweep(widths: Sequence[int], noises: Sequence[float] = (0.5, 0.8), see
             res = train(cfg, device=device, progress=progress)
             r = res.results.assign(variant=name, width=w, seconds=time.perf_counter() - t0)
             if filtered:  # f^G only, built on the device from the split weights
-                m = evaluate(_like(res.model, _filtered_states(res.model, 'G')[0]['G']), res.data, cfg.loss)
-                ff = torch.stack([m[k].double() for k in _FF.values()]).cpu().numpy()
-                r = r.assign(**{c: ff[i] for i, c in enumerate(_FF)})
+                ff = filtration_accuracy_metric(loss=cfg.loss)(res.model, res.data)
+                r = r.assign(**{c: ff[k].double().cpu().numpy() for c, k in _FF.items()})
             rows.append(r)
     return pd.concat(rows, ignore_index=True)
 
