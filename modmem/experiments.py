@@ -125,19 +125,20 @@ class Experiment:
         self.trained_s += res.seconds; self.cached_chunks += len(res.cached); self.computed_chunks += len(res.computed)
         self.chunk_keys += [k for k in res.cached + res.computed if k not in self.chunk_keys]
         (self.dir / 'runs').mkdir(exist_ok=True)
-        write_json(self.dir / 'runs' / f'{self.notebook}.chunks.json', self.chunk_keys)  # what a GPU lease keeps of its cache        self.precisions |= {c.config.precision for c in res.chunks}
+        write_json(self.dir / 'runs' / f'{self.notebook}.chunks.json', self.chunk_keys)  # what a GPU lease keeps of its cache
+        self.precisions |= {c.config.precision for c in res.chunks}
         if not res.complete and kw['deadline'] is not None:
             raise OutOfTime(f"{self.notebook}: the deadline came after {len(res.cached) + len(res.computed)} of {len(res.chunks)} chunks "
                             f"of a sweep ({len(res.computed)} trained now, each cached); run it again to go on")
         return res
 
     def sweep_recipe(self, name: str, metrics: dict | None = None, neuron_metrics: dict | None = None, quiet: bool = False,
-                     **kw):
+                     final_metrics: dict | None = None, weights: bool | None = None, **kw):
         """The recipe `name` at this experiment's preset (`modmem.recipes.recipe`; `kw` reach its builder, e.g. `steps=`) and
         its sweep with the extra `metrics`, as `(recipe, result)`; prints how many chunks it trained and read unless `quiet`."""
         from modmem.recipes import recipe  # modmem.recipes builds on this module
         r = recipe(name, self.preset, **kw)
-        res = self.sweep(r, metrics=metrics, neuron_metrics=neuron_metrics)
+        res = self.sweep(r, metrics=metrics, neuron_metrics=neuron_metrics, final_metrics=final_metrics, weights=weights)
         if not quiet: print(f"{name}: {len(res.grid)} runs; {len(res.computed)} chunk(s) trained, "
                             f"{len(res.cached)} read from the cache; {res.seconds:.1f} s")
         return r, res
