@@ -105,6 +105,7 @@ class Experiment:
         self.started = self.last = time.perf_counter()
         self.saved, self.trained_s, self.cached_chunks, self.computed_chunks = [], 0.0, 0, 0
         self.chunk_keys, self.precisions = [], set()  # every chunk this notebook's sweeps trained or read; their precisions
+        self.chunk_runs = {}  # chunk key → (training seconds, device) as its cache manifest says: the training behind the figures
         self.source_hash = source_hash()  # the code this notebook's kernel imported: every figure's provenance
 
     def pick(self, **values): return pick(self.preset, **values)
@@ -127,6 +128,7 @@ class Experiment:
         (self.dir / 'runs').mkdir(exist_ok=True)
         write_json(self.dir / 'runs' / f'{self.notebook}.chunks.json', self.chunk_keys)  # what a GPU lease keeps of its cache
         self.precisions |= {c.config.precision for c in res.chunks}
+        if len(res.results): self.chunk_runs.update({k: (float(s), d) for k, s, d in res.results[['chunk', 'chunk_seconds', 'device']].drop_duplicates('chunk').itertuples(index=False)})
         if not res.complete and kw['deadline'] is not None:
             raise OutOfTime(f"{self.notebook}: the deadline came after {len(res.cached) + len(res.computed)} of {len(res.chunks)} chunks "
                             f"of a sweep ({len(res.computed)} trained now, each cached); run it again to go on")
@@ -196,6 +198,8 @@ class Experiment:
                    config=jsonable(config), note=note, modmem_version=modmem.__version__, git_revision=git_revision(),
                    source_hash=self.source_hash,
                    device=device_label(self.device), torch=torch.__version__, precision=sorted(self.precisions) or ['fp32'],
+                   training=dict(chunks=len(self.chunk_runs), seconds=round(sum(s for s, _ in self.chunk_runs.values()), 3),
+                                 devices=sorted({d for _, d in self.chunk_runs.values()})),
                    seconds=round(now - self.last, 2), notebook_seconds=round(now - self.started, 2),
                    created=datetime.now(timezone.utc).isoformat(timespec='seconds'), **(extra or {}))
         write_json(self.dir / f'{id}.json', rec)

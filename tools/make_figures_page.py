@@ -135,7 +135,10 @@ def _status(e, found) -> str:
 
 def _measured(e, preset: str, rec: dict, figures: Path) -> list[str]:
     "The measured block of figure `e` at `preset`: how it was made, the numbers, the image or table."
-    made = ', '.join(x for x in (rec.get('device'), f"{rec['seconds']:g} s" if isinstance(rec.get('seconds'), (int, float)) else None,
+    tr = rec.get('training') or {}
+    trained = (f"its notebook's {tr['chunks']} chunk(s) trained in {tr['seconds']:.0f} s on {', '.join(tr['devices'])}"
+               if tr.get('chunks') and preset == 'full' else None)
+    made = ', '.join(x for x in (rec.get('device'), f"{rec['seconds']:g} s" if isinstance(rec.get('seconds'), (int, float)) else None, trained,
                                   f"modmem {rec['modmem_version']}" if rec.get('modmem_version') else None,
                                   f"git {rec['git_revision']}" if preset == 'full' and rec.get('git_revision') else None,
                                   (rec.get('created') or '')[:10] or None) if x)
