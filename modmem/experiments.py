@@ -130,8 +130,11 @@ class Experiment:
         self.precisions |= {c.config.precision for c in res.chunks}
         if len(res.results): self.chunk_runs.update({k: (float(s), d) for k, s, d in res.results[['chunk', 'chunk_seconds', 'device']].drop_duplicates('chunk').itertuples(index=False)})
         if not res.complete and kw['deadline'] is not None:
-            raise OutOfTime(f"{self.notebook}: the deadline came after {len(res.cached) + len(res.computed)} of {len(res.chunks)} chunks "
-                            f"of a sweep ({len(res.computed)} trained now, each cached); run it again to go on")
+            done = set(res.cached + res.computed)
+            nxt = next(c for c in res.chunks if c.key not in done)
+            raise OutOfTime(f"{self.notebook}: the deadline came after {len(done)} of {len(res.chunks)} chunks of a sweep "
+                            f"({len(res.computed)} trained now, each cached; the next takes about {nxt.seconds():.0f} s on the "
+                            f"reference GPU); run it again to go on")
         return res
 
     def sweep_recipe(self, name: str, metrics: dict | None = None, neuron_metrics: dict | None = None, quiet: bool = False,

@@ -105,10 +105,11 @@ def write_state(state: dict, root: str | Path = '.', preset: str = 'full') -> Pa
     return f
 
 def part_status(part: Part, state: dict) -> str:
-    "'done' (by today's training code; the checks: today's source), 'stale' (done by other code), 'failed' (by today's modmem source) or 'todo'."
+    "'done' (by today's training code; the checks: today's source), 'stale' (done by other code), 'failed' (by today's modmem source), 'blocked' (a chunk longer than a lease, by today's training code) or 'todo'."
     r = state['parts'].get(part.name)
     if not r: return 'todo'
     if r['status'] == 'done': return 'done' if r.get('code') == (source_hash() if part.notebook is None else TRAINING_HASH) else 'stale'
+    if r['status'] == 'blocked' and r.get('code') == TRAINING_HASH: return 'blocked'
     return 'failed' if r['status'] == 'failed' and r.get('source') == source_hash() else 'todo'
 
 # %% ../nbs/07c_lease.ipynb #c013
@@ -214,8 +215,8 @@ MARGIN = 15.0  # seconds before a lease's end after which a notebook starts no c
 def _done_chunks(cache: Path) -> set[str]:
     return {d.name for d in cache.iterdir() if (d / CHUNK_MANIFEST).exists()} if cache.is_dir() else set()
 
-def run_part(part: Part, root: str | Path, preset: str, deadline: float, device: str | None = None) -> dict:
-    "Run `part`'s notebook until it finishes or `deadline` (a `time.time()`) stops it: status 'done', 'paused' or 'failed', seconds, chunks trained and used, figures made."
+def run_part(part: Part, root: str | Path, preset: str, deadline: float, device: str | None = None, whole_lease: bool = False) -> dict:
+    "Run `part`'s notebook until it finishes or `deadline` (a `time.time()`) stops it: status 'done', 'paused', 'failed' or 'blocked' (`whole_lease` and still no chunk fits), seconds, chunks trained and used, figures made."
     root = Path(root).resolve()
     d = lease_dir(root, preset)
     cache, before, t0 = d / 'cache', _done_chunks(d / 'cache'), time.time()
@@ -229,10 +230,12 @@ def run_part(part: Part, root: str | Path, preset: str, deadline: float, device:
         else: os.environ[DEADLINE] = old
     err = rec.get('error') or ''
     status = 'done' if rec['status'] == 'ok' else 'paused' if ('OutOfTime' in err or 'timed out' in err) else 'failed'
+    trained = sorted(_done_chunks(cache) - before)
+    if status == 'paused' and not trained and whole_lease: status = 'blocked'   # a whole lease, and its next chunk does not fit one
     keys = d / 'runs' / f'{part.notebook}.chunks.json'
     made = [i for i in figures_of(part.notebook) if (d / f'{i}.json').exists() and (d / f'{i}.json').stat().st_mtime >= t0]
     return dict(status=status, error=None if status == 'done' else err[:2000], seconds=round(time.time() - t0, 1),
-                chunks_trained=sorted(_done_chunks(cache) - before), chunks=json.loads(keys.read_text()) if keys.exists() else [],
+                chunks_trained=trained, chunks=json.loads(keys.read_text()) if keys.exists() else [],
                 figures=made)
 
 # %% ../nbs/07c_lease.ipynb #c024
@@ -345,10 +348,10 @@ def _lease(summary, save, root, out, preset, end, dev, only, part_seconds, small
             r = run_checks(dev, root, end - MARGIN, small_checks)
             runs = [v for k, v in r.items() if not k.endswith('_data')]
             res = dict(status='done' if all(v['ok'] for v in runs) else 'failed', seconds=round(sum(v['seconds'] for v in runs), 1), checks=r)
-        else: res = run_part(part, root, preset, end, dev); chunks += res['chunks_trained']
+        else: res = run_part(part, root, preset, end, dev, whole_lease=left >= 0.9 * summary['seconds_allowed']); chunks += res['chunks_trained']
         rec = _record(part, res, name)
         write_state(_update_state(read_state(root, preset), part, rec, preset, part_seconds), root, preset)
-        if res['status'] == 'failed': failed.add(part.notebook)
+        if res['status'] in ('failed', 'blocked'): failed.add(part.notebook)
         summary['parts'].append(dict(part=part.name, **{k: v for k, v in rec.items() if k not in ('checks', 'chunks')}))
         if part.notebook is None: summary['checks'] = res['checks']
         summary['files'] = [p.name for p in pack(root, preset, out, chunks, t_start)]; save()

@@ -146,3 +146,13 @@ def test_the_lease_folder_is_ignored():
     r = subprocess.run(['git', 'check-ignore', '-q', '.lease/site/fastcore/basics.py'], cwd=ROOT)
     if r.returncode == 128: pytest.skip('not a git checkout')
     assert r.returncode == 0, '.lease/ (made by prepare, carried to the GPU) must be git-ignored'
+
+
+def test_a_part_no_lease_can_move_on_is_blocked(tmp_path):
+    "A whole lease in which not even the next chunk fits (a chunk longer than a lease): 'blocked', and left out while the training code stays."
+    root = _repo(tmp_path / 'r')
+    part = lease_queue('smoke')[1]
+    r = L.run_part(part, root, 'smoke', time.time() + L.MARGIN + 0.5, 'cpu', whole_lease=True)
+    assert r['status'] == 'blocked' and 'the next takes about' in r['error'], r
+    write_state(L._update_state(read_state(root, 'smoke'), part, L._record(part, r, 'cpu'), 'smoke', PART_SECONDS), root, 'smoke')
+    assert part.name not in [p.name for p in next_parts('smoke', root)]
