@@ -133,8 +133,8 @@ def _status(e, found) -> str:
     return 'not yet' if e.notebook is None else 'not run'
 
 
-def _measured(e, preset: str, rec: dict, figures: Path) -> list[str]:
-    "The measured block of figure `e` at `preset`: how it was made, the numbers, the image or table."
+def _measured(e, preset: str, rec: dict, figures: Path) -> tuple[list[str], str | None]:
+    "The measured block of figure `e` at `preset` (how it was made, the numbers or the table) and its image's Markdown (None for a table)."
     tr = rec.get('training') or {}
     trained = (f"its notebook's {tr['chunks']} chunk(s) trained in {tr['seconds']:.0f} s on {', '.join(tr['devices'])}"
                if tr.get('chunks') and preset == 'full' else None)
@@ -144,13 +144,13 @@ def _measured(e, preset: str, rec: dict, figures: Path) -> list[str]:
                                   (rec.get('created') or '')[:10] or None) if x)
     out = [f'**Measured** at `{preset}`' + (f' ({made})' if made else '') + (f': {_md(rec["note"])}' if rec.get('note') else '.'), '']
     data = figures / preset / rec['file']
-    if data.suffix == '.csv': return out + [csv_table(data)]
+    if data.suffix == '.csv': return out + [csv_table(data)], None
     tbl = metrics_table(rec.get('metrics', {}))
     if tbl: out.append(tbl)
     n, shown = len(list(_leaves(rec.get('metrics') or {}))), _n_shown(rec.get('metrics'))
     if n > shown: out += [f'(and {n - shown} more numbers in `figures/{preset}/{e.id}.json`)', '']
     alt = f'{e.id} ({preset}): {e.title}'.replace('"', "'")
-    return out + [f'![]({IMG_DIR}/{preset}/{rec["file"]}){{.lightbox fig-alt="{alt}"}}', '']
+    return out, f'![`{preset}`]({IMG_DIR}/{preset}/{rec["file"]}){{.lightbox fig-alt="{alt}"}}'
 
 
 def render(figures: Path = FIGURES) -> str:
@@ -173,7 +173,7 @@ def render(figures: Path = FIGURES) -> str:
            'numbers of the record that `modmem reproduce` saved beside the image (all of them are in its JSON file, '
            'with the config, device and wall time). The experiment notebook that makes each figure is linked; '
            '[Figure manifest](07_manifest.ipynb) explains the statuses and [Reproduce](07b_reproduce.ipynb) how to '
-           'run them. A figure made at both presets shows both, `full` on the left. The `full` figures come from short GPU '
+           'run them. A figure made at both presets shows both: its numbers at `full`, then at `quick`, and the two images side by side, `full` on the left. The `full` figures come from short GPU '
            'leases ([GPU leases](07c_lease.ipynb): a queue of lease-sized parts) or, for the cheapest notebooks, from a CPU; '
            'each names its device, wall time and git revision.', '', f'Status counts: {counts}.', '']
     for paper, heading in PAPERS.items():
@@ -195,12 +195,14 @@ def render(figures: Path = FIGURES) -> str:
                 out.append('')
                 continue
             both = every[e.id]
-            if len(both) > 1: out += ['::::: {.columns}', '']
-            for preset, rec in both:
-                if len(both) > 1: out += [f'::: {{.column width="50%"}}', '']
-                out += _measured(e, preset, rec, figures)
-                if len(both) > 1: out += [':::', '']
-            if len(both) > 1: out += [':::::', '']
+            blocks = [_measured(e, preset, rec, figures) for preset, rec in both]
+            out += [l for text, _ in blocks for l in text]
+            images = [img for _, img in blocks if img]
+            if len(images) > 1:   # the images side by side, full on the left
+                out += ['::::: {.columns}', '']
+                for img in images: out += ['::: {.column width="50%"}', '', img, '', ':::', '']
+                out += [':::::', '']
+            else: out += [l for img in images for l in (img, '')]
     return '\n'.join(out).rstrip() + '\n'
 
 
