@@ -21,8 +21,8 @@ from .phases import PHASES, add_phases, phase_summary, panel_label, plot_phase_d
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['PRESETS', 'OUTPUTS', 'WEIGHTS_CAP', 'DEADLINE', 'check_preset', 'pick', 'git_revision', 'device_label', 'jsonable',
-           'OutOfTime', 'weight_bytes', 'env_deadline', 'Experiment']
+__all__ = ['PRESETS', 'OUTPUTS', 'REVISION', 'WEIGHTS_CAP', 'DEADLINE', 'check_preset', 'pick', 'git_revision', 'device_label',
+           'jsonable', 'OutOfTime', 'weight_bytes', 'env_deadline', 'Experiment']
 
 # %% ../nbs/07a_experiments.ipynb #c005
 PRESETS = ('smoke', 'quick', 'full')
@@ -42,17 +42,19 @@ def pick(preset: str, **values):
 # %% ../nbs/07a_experiments.ipynb #c008
 OUTPUTS = ('figures',)  # folders of a checkout that hold what the code made, not code: their changes leave a revision clean
 
+REVISION = 'MODMEM_GIT_REVISION'  # environment variable: the revision of a copy without git (a GPU lease's working tree)
+
 def git_revision(path: str | Path | None = None) -> str | None:
-    "Short git revision of the repository holding `path` (default: modmem's source), '+dirty' if a tracked file outside `OUTPUTS` is modified; None outside git."
+    "Short git revision of the repository holding `path` (default: modmem's source), '+dirty' if a tracked file outside `OUTPUTS` is modified; outside git `$MODMEM_GIT_REVISION`, else None."
     path = Path(path or Path(modmem.__file__).parent)
     try:
         rev = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=path, capture_output=True, text=True, timeout=10)
-        if rev.returncode: return None
+        if rev.returncode: return os.environ.get(REVISION)
         top = subprocess.run(['git', 'rev-parse', '--show-toplevel'], cwd=path, capture_output=True, text=True, timeout=10).stdout.strip()
         dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no', '--', '.', *[f':(exclude){o}' for o in OUTPUTS]],
                                cwd=top or path, capture_output=True, text=True, timeout=10).stdout.strip()
         return rev.stdout.strip() + ('+dirty' if dirty else '')
-    except (OSError, subprocess.SubprocessError): return None
+    except (OSError, subprocess.SubprocessError): return os.environ.get(REVISION)
 
 def device_label(device: str | None = None) -> str:
     "A readable name of the device that runs the training: the GPU's name, or the CPU with its thread count."

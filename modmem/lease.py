@@ -18,7 +18,7 @@ from .manifest import figures_of, notebooks
 from .provenance import source_hash
 from .recipes import recipe_users, lookup
 from .images import DATA_SETS, provide_data
-from .experiments import check_preset, git_revision, device_label, DEADLINE
+from .experiments import check_preset, git_revision, device_label, DEADLINE, REVISION
 from .reproduce import run_notebook, experiments_dir, write_index, data_needs, check_data
 
 # %% auto #0
@@ -435,14 +435,18 @@ def prepare(root: str | Path = '.', data: list[str] | None = None, preset: str =
         if info and Path(info).is_dir(): shutil.copytree(info, f / 'site' / Path(info).name)
     need = sorted(set(data) if data is not None else {d for p in next_parts(preset, root)[:4] for d in p.data})
     for name in need: provide_data(name, to=f / 'data', say=lambda m: None)   # checked copies of the files modmem finds here
+    rev = git_revision(root)   # the machine gets the working tree without git: it reads the revision from here
+    (f / 'revision').write_text(rev or '')
     size = sum(p.stat().st_size for p in f.rglob('*') if p.is_file())
-    return dict(folder=str(f), bytes=size, data=need, carry=[LEASE_FOLDER],
+    return dict(folder=str(f), bytes=size, data=need, carry=[LEASE_FOLDER], revision=rev,
                 command=f'PYTHONPATH={LEASE_FOLDER}/site:. python3 -m modmem.lease run "$OUT" --seconds {LEASE_SECONDS:.0f}')
 
 def carried_data(root: str | Path = '.'):
-    "Point modmem's data folder (`$MODMEM_DATA`) at the data sets carried in `.lease/data/` (on the GPU machine), if any."
-    carried = Path(root) / LEASE_FOLDER / 'data'
-    if carried.is_dir(): os.environ['MODMEM_DATA'] = str(carried.resolve())
+    "On the GPU machine: point modmem's data folder (`$MODMEM_DATA`) at the data sets carried in `.lease/data/`, and `$MODMEM_GIT_REVISION` at the revision `prepare` recorded (the machine has no git)."
+    carried = Path(root) / LEASE_FOLDER
+    if (carried / 'data').is_dir(): os.environ['MODMEM_DATA'] = str((carried / 'data').resolve())
+    if (carried / 'revision').exists() and (carried / 'revision').read_text().strip():
+        os.environ.setdefault(REVISION, (carried / 'revision').read_text().strip())
 
 # %% ../nbs/07c_lease.ipynb #c036
 def _parser() -> argparse.ArgumentParser:
@@ -479,8 +483,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{len(todo)} part(s) to go: about {sum(p.seconds for p in todo) / 3600:.1f} h on the reference GPU")
         elif a.command == 'prepare':
             r = prepare(a.root, a.data, a.preset)
-            print(f"{r['folder']}: {r['bytes'] / 2 ** 20:.1f} MiB (data: {', '.join(r['data']) or 'none'})\n"
+            print(f"{r['folder']}: {r['bytes'] / 2 ** 20:.1f} MiB (data: {', '.join(r['data']) or 'none'}; revision {r['revision']})\n"
                   f"device call: carry {r['carry']}, command: {r['command']}")
+            if not r['revision'] or r['revision'].endswith('+dirty'):
+                print("modmem lease: the working tree has uncommitted changes: commit them first, so that what the lease makes names its code", file=sys.stderr)
         elif a.command == 'preflight':
             carried_data(a.root)
             print(json.dumps(preflight(a.device, next_parts(a.preset, a.root), a.root, a.preset), indent=1))

@@ -156,3 +156,14 @@ def test_a_part_no_lease_can_move_on_is_blocked(tmp_path):
     assert r['status'] == 'blocked' and 'the next takes about' in r['error'], r
     write_state(L._update_state(read_state(root, 'smoke'), part, L._record(part, r, 'cpu'), 'smoke', PART_SECONDS), root, 'smoke')
     assert part.name not in [p.name for p in next_parts('smoke', root)]
+
+
+def test_the_revision_travels_to_a_machine_without_git(tmp_path, monkeypatch):
+    "prepare writes down the revision; on the GPU machine (a working tree without .git) records name it."
+    from modmem.experiments import git_revision
+    monkeypatch.delenv('MODMEM_GIT_REVISION', raising=False)
+    monkeypatch.delenv('MODMEM_DATA', raising=False)
+    (tmp_path / '.lease').mkdir(); (tmp_path / '.lease' / 'revision').write_text('abc1234\n')
+    assert git_revision(tmp_path) is None   # no git here, nothing recorded yet
+    L.carried_data(tmp_path)
+    assert git_revision(tmp_path) == 'abc1234'
