@@ -263,3 +263,7 @@ def _data(args) -> int:
     for n in args.names: provide_data(n, args.src, args.to, download=not args.offline, apt=not args.offline)
     if args.to is not None: print(f"another machine reads it there with MODMEM_DATA={args.to.resolve()}")
     return 0
+
+# %% ../nbs/90_cli.ipynb #d05
+#| eval: false
+if __name__ == '__main__': sys.exit(main())   # python -m modmem.cli …, where the console script is not installed (a GPU lease)

@@ -206,6 +206,9 @@ def run_checks(device: str, root: str | Path = '.', deadline: float | None = Non
         res[name] = _run(cmd, left, env, cwd=root)
     for f in ('checks.json', 'bench.json'):
         if (out / f).exists(): res[f.split('.')[0] + '_data'] = json.loads((out / f).read_text())
+    wrote = {'sync': 'sync' in res.get('checks_data', {}), 'memory': 'memory' in res.get('checks_data', {}), 'bench': 'bench_data' in res}
+    for name, ok in wrote.items():   # a check that exits 0 without its numbers did not check anything
+        if name in res and res[name]['ok'] and not ok: res[name].update(ok=False, error='exited 0 but wrote no results')
     shutil.rmtree(out, ignore_errors=True)
     return res
 

@@ -70,6 +70,8 @@ def test_a_lease_runs_where_the_gpu_machine_has_nothing_but_its_packages(tmp_pat
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     s = json.loads((tmp_path / 'out' / 'lease.json').read_text())
     assert s['preflight']['ok'] and [(p['part'], p['status']) for p in s['parts']] == [('p1_curves', 'done')]
+    bench = subprocess.run([sys.executable, '-m', 'modmem.cli', 'bench', '--help'], env=env, capture_output=True, text=True)
+    assert bench.returncode == 0 and 'usage: modmem bench' in bench.stdout, bench.stdout + bench.stderr   # python -m modmem.cli works there
     assert (tmp_path / 'out' / 'log.txt').exists() and (tmp_path / 'out' / 'figures.tar.gz').exists()
 
 
@@ -146,6 +148,15 @@ def test_the_lease_folder_is_ignored():
     r = subprocess.run(['git', 'check-ignore', '-q', '.lease/site/fastcore/basics.py'], cwd=ROOT)
     if r.returncode == 128: pytest.skip('not a git checkout')
     assert r.returncode == 0, '.lease/ (made by prepare, carried to the GPU) must be git-ignored'
+
+
+def test_the_device_checks_run_and_bring_back_their_numbers(tmp_path):
+    "The checks part at a tiny size on the CPU: every check runs and its numbers come back (a check that writes none fails)."
+    root = _repo(tmp_path / 'r')
+    (root / 'tests').mkdir()
+    r = L.run_checks('cpu', root, small=True)
+    assert all(r[k]['ok'] for k in ('sync', 'memory', 'bench')), {k: (v.get('ok'), v.get('error'), v.get('tail', '')[-300:]) for k, v in r.items() if not k.endswith('_data')}
+    assert {'sync', 'memory'} <= set(r['checks_data']) and r['bench_data']['table'] and r['bench_data']['ops']
 
 
 def test_a_part_no_lease_can_move_on_is_blocked(tmp_path):
