@@ -207,13 +207,23 @@ def _bench(args):
                                         indent=1, default=str))
     return 0
 
+def _reproduce_list(out) -> int:
+    "Print each figure's state, the preset it is made at and its claims' verdicts there; then the verdict counts per preset."
+    from modmem.manifest import figure_status, saved
+    from modmem.claims import claims_table, record_claims, short, counts, counts_text
+    st = figure_status(out)
+    recs = [saved(out, r.preset, r.id) if isinstance(r.preset, str) else None for r in st.itertuples()]
+    st['claims'] = [short(record_claims(rec)) if rec else '' for rec in recs]
+    print(st[['id', 'notebook', 'status', 'preset', 'claims', 'title']].fillna('').to_string(index=False))
+    for preset in ('full', 'quick', 'smoke'):
+        t = claims_table(out, preset)
+        if len(t): print(f"{preset}: {counts_text(counts(t.verdict))}")
+    return 0
+
 def _reproduce(args):
     from modmem.reproduce import reproduce
     from modmem.manifest import figure_status
-    if args.list:
-        st = figure_status(args.out)
-        print(st[['id', 'notebook', 'status', 'preset', 'title']].fillna('').to_string(index=False))
-        return 0
+    if args.list: return _reproduce_list(args.out)
     tbl = reproduce(args.preset, args.only, args.out, args.experiments, args.executor, args.device, args.jobs, args.force,
                     args.timeout, runner='plain' if args.plain else 'papermill', cache=args.cache)
     failed = tbl[tbl.status.isin(['failed', 'interrupted'])]

@@ -16,6 +16,7 @@ from .training import TrainConfig, config_data, config_model, config_task, defau
 from .storage import atomic_write, write_json
 from .sweep import sweep, plan_sweep, SweepResult
 from .manifest import entry, figures_of
+from .claims import evaluate as evaluate_claims
 from .provenance import source_hash
 from .phases import PHASES, add_phases, phase_summary, panel_label, plot_phase_diagram, plot_phase_rows
 from fastcore.basics import patch
@@ -210,6 +211,7 @@ class Experiment:
                                  devices=sorted({d for _, d in self.chunk_runs.values()})),
                    seconds=round(now - self.last, 2), notebook_seconds=round(now - self.started, 2),
                    created=datetime.now(timezone.utc).isoformat(timespec='seconds'), **(extra or {}))
+        rec['claims'] = evaluate_claims(rec)  # the paper's claims with this figure, judged on its numbers (modmem.claims)
         write_json(self.dir / f'{id}.json', rec)
         self.last = now
         self.saved.append(id)

@@ -14,6 +14,7 @@ import modmem
 from .storage import atomic_write, write_json
 from .manifest import MANIFEST, notebooks, figures_of, select, saved, record_path, read_record, figure_state
 from .provenance import source_hash
+from .claims import record_claims, short, counts, counts_text
 from .recipes import shared_recipes, recipe_users, lookup
 from .training import image_sets
 from .images import DATA_SETS, find_data
@@ -352,8 +353,13 @@ def index_table(out: str | Path, preset: str) -> pd.DataFrame:
                          notebook_seconds=rec.get('seconds') if rec else None, file=fig['file'] if fig else None,
                          record=f'{e.id}.json' if fig else None, source_hash=fig.get('source_hash') if fig else None,
                          metrics=fig.get('metrics') if fig else None, summary=metric_summary(fig.get('metrics')) if fig else [],
-                         error=rec.get('error') if rec and status in ('failed', 'interrupted') else None, note=e.note))
+                         error=rec.get('error') if rec and status in ('failed', 'interrupted') else None, note=e.note,
+                         claims=record_claims(fig) if fig else []))
     return pd.DataFrame(rows)
+
+def _measured(c) -> str:
+    "A claim's measured value as short text."
+    return json.dumps(c.get('measured'), ensure_ascii=False) if c.get('measured') is not None else (c.get('why') or 'not measured')
 
 def _cell(v): return '' if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
 
@@ -369,24 +375,28 @@ def write_index(out: str | Path, preset: str) -> tuple[Path, Path]:
     t, d, current = index_table(out, preset), Path(out) / preset, source_hash()
     d.mkdir(parents=True, exist_ok=True)
     counts = t.status.value_counts().to_dict()
+    claim_counts = globals()['counts'](v for cs in t.claims for v in cs)
     head = (f"# modmem figures — preset `{preset}`\n\n" f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by "
             f"`modmem reproduce` (modmem {modmem.__version__}, source hash {current}). Status counts: "
-            + ', '.join(f"{k} {v}" for k, v in counts.items()) + ".\n\n"
-            "**reproduced**: made by today's code; **stale**: made by other code, re-run it; **failed** / **interrupted**: "
-            "the notebook's last run did not finish, so a figure on disk is an older one. Each record links its full JSON.\n\n")
+            + ', '.join(f"{k} {v}" for k, v in counts.items()) + f". Claims: {counts_text(claim_counts)}.\n\n"
+            "**made**: by today's code; **stale**: made by other code, re-run it; **failed** / **interrupted**: "
+            "the notebook's last run did not finish, so a figure on disk is an older one. Each record links its full JSON. "
+            "**Claims**: what the paper says with the figure, judged on its numbers (holds / partly / fails / not measurable).\n\n")
     for c in ('file', 'record', 'error', 'source_hash'): t[c] = [_cell(v) for v in t[c]]
     md_esc = lambda s: _cell(s).replace('|', '&#124;')
-    md = [head, '| id | figure | notebook | status | device | notebook s | figure s | measured | record |\n'
-                '|---|---|---|---|---|---|---|---|---|\n']
+    md = [head, '| id | figure | notebook | status | claims | device | notebook s | figure s | measured | record |\n'
+                '|---|---|---|---|---|---|---|---|---|---|\n']
     for r in t.itertuples():
         summary = '; '.join(f"{k} {v}" for k, v in r.summary)
-        md.append(f"| {r.id} | {md_esc(r.title)} | {_cell(r.notebook)} | {md_esc(_status_text(r, current))} | {md_esc(r.device)} "
+        md.append(f"| {r.id} | {md_esc(r.title)} | {_cell(r.notebook)} | {md_esc(_status_text(r, current))} | {short(r.claims)} | {md_esc(r.device)} "
                   f"| {_cell(r.notebook_seconds)} | {_cell(r.figure_seconds)} | {md_esc(summary)} | "
                   + (f"[json]({r.record})" if r.record else '') + " |\n")
     md.append('\n')
     for r in t.itertuples():
         if r.file and r.file.endswith('.png'): md.append(f"## {r.id}: {r.title}\n\n![{r.id}]({r.file})\n\n")
         elif r.file: md.append(f"## {r.id}: {r.title}\n\nTable: [{r.file}]({r.file})\n\n")
+        if r.file: md += [f"- **{c['verdict']}** — {md_esc(c['text'])} ({md_esc(c['quantity'])}: {md_esc(_measured(c))}; "
+                          f"margin {md_esc(c['margin'])})\n" for c in r.claims] + ['\n']
     esc = html.escape
     rows = ''.join(
         f"<tr class='{esc(r.status.replace(' ', '-'))}'><td>{esc(r.id)}</td><td>{esc(r.title)}</td>"
@@ -394,14 +404,17 @@ def write_index(out: str | Path, preset: str) -> tuple[Path, Path]:
         + (f"<pre>{esc(r.error)}</pre>" if r.error and '\n' in r.error else '') + "</td>"
         f"<td>{esc(_cell(r.device))}</td><td>{esc(_cell(r.notebook_seconds))}</td><td>{esc(_cell(r.figure_seconds))}</td><td>"
         + ('<br>'.join(f"{esc(k)}: <b>{esc(v)}</b>" for k, v in r.summary))
-        + (f"<br><a href='{esc(r.record)}'>full record (JSON)</a>" if r.record else '') + "</td><td>"
+        + (f"<br><a href='{esc(r.record)}'>full record (JSON)</a>" if r.record else '')
+        + ''.join(f"<br><span class='{esc(c['verdict'].replace(' ', '-'))}'>{esc(c['verdict'])}</span>: {esc(c['text'])} "
+                  f"<i>({esc(c['quantity'])}: {esc(_measured(c))}; margin {esc(c['margin'])})</i>" for c in r.claims) + "</td><td>"
         + (f"<a href='{esc(r.file)}'><img src='{esc(r.file)}' width='360'></a>" if r.file and r.file.endswith('.png')
            else (f"<a href='{esc(r.file)}'>{esc(r.file)}</a>" if r.file else esc(r.note)))
         + "</td></tr>\n" for r in t.itertuples())
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>modmem figures ({esc(preset)})</title><style>"
             "body{font-family:sans-serif;margin:2em} td{vertical-align:top;padding:4px;border-bottom:1px solid #ddd}"
             " .failed,.interrupted,.unfinished{background:#fdd} .stale{background:#ffe9c4} .not-yet,.not-run{color:#888}"
-            " pre{white-space:pre-wrap;max-width:30em}</style></head><body>"
+            " pre{white-space:pre-wrap;max-width:30em} .holds{color:#060} .partly{color:#a60} .fails{color:#b00}"
+            " .not-measurable{color:#888}</style></head><body>"
             f"<h1>modmem figures — preset {esc(preset)}</h1>"
             + ''.join(f"<p>{esc(p.replace('**', '').replace('`', ''))}</p>" for p in head.split('\n\n')[1:3]) + "<table>"
             "<tr><th>id</th><th>figure</th><th>notebook</th><th>status</th><th>device</th><th>notebook s</th>"

@@ -84,7 +84,7 @@ def test_all_experiments_at_smoke(tmp_path):
     assert failed.empty, failed.to_string()
     idx = index_table(tmp_path, 'smoke')
     made = idx[idx.notebook.notna()]
-    assert (made.status == 'reproduced').all(), made[made.status != 'reproduced'][['id', 'status']].to_string()
+    assert (made.status == 'made').all(), made[made.status != 'made'][['id', 'status']].to_string()
     recs = [json.loads(f.read_text()) for f in (tmp_path / 'smoke').glob('*.json')]
     assert all(r['source_hash'] == source_hash() for r in recs)
     saved_ids = {p.stem for p in (tmp_path / 'smoke').glob('*.json')}
@@ -139,7 +139,7 @@ def test_manifest_matches_committed_figures():
     "Every figure a notebook makes is committed under figures/ at quick (or full), and nothing else is."
     st = figure_status(ROOT / 'figures')
     made = st[st.notebook.notna()]
-    # stale (made by other code than today's) is checked against the records in test_committed_figures_stale_or_reproduced
+    # stale (made by other code than today's) is checked against the records in test_committed_figures_stale_or_made
     bad = made[~(made.status.isin(['full', 'quick only']) | ((made.status == 'stale') & made.preset.isin(['quick', 'full'])))]
     assert bad.empty, f'figures without a committed quick/full output: {bad[["id", "status"]].to_string()}'
     ids = {e.id for e in MANIFEST}
@@ -151,14 +151,14 @@ def test_manifest_matches_committed_figures():
             assert rec['preset'] == preset and rec['notebook'] == next(e.notebook for e in MANIFEST if e.id == f.stem)
 
 
-def test_committed_figures_stale_or_reproduced(tmp_path, capsys):
-    """Each committed quick figure is 'reproduced' in the index and `--list` when its record's source_hash is today's
+def test_committed_figures_stale_or_made(tmp_path, capsys):
+    """Each committed quick figure is 'made' in the index and `--list` when its record's source_hash is today's
     source_hash(), and 'stale' when it differs or is missing (figures made before the field existed)."""
     current = source_hash()
     src = ROOT / 'figures' / 'quick'
     recs = {f.stem: json.loads(f.read_text()) for f in src.glob('*.json')}
     assert recs, 'no committed quick figures'
-    want = {i: 'reproduced' if r.get('source_hash') == current else 'stale' for i, r in recs.items()}
+    want = {i: 'made' if r.get('source_hash') == current else 'stale' for i, r in recs.items()}
     # a copy without local run records (figures/*/runs is not committed) and without the committed index
     shutil.copytree(src, tmp_path / 'quick', ignore=shutil.ignore_patterns('runs', 'logs', 'notebooks', 'index.*'))
     idx = index_table(tmp_path, 'quick').set_index('id')
@@ -168,8 +168,8 @@ def test_committed_figures_stale_or_reproduced(tmp_path, capsys):
     listed = {l.split()[0]: l for l in capsys.readouterr().out.splitlines()[1:] if l.strip()}
     for i, w in want.items():
         assert idx.loc[i, 'status'] == w, (i, idx.loc[i, 'status'], recs[i].get('source_hash'), current)
-        assert st.loc[i, 'status'] == ('quick only' if w == 'reproduced' else 'stale'), (i, st.loc[i, 'status'])
+        assert st.loc[i, 'status'] == ('quick only' if w == 'made' else 'stale'), (i, st.loc[i, 'status'])
         row = next(l for l in md.splitlines() if l.startswith(f'| {i} |'))
         assert row.split(' | ')[3].startswith(w), row
         assert f'[json]({i}.json)' in row, row
-        assert listed[i].split()[2] == ('quick' if w == 'reproduced' else 'stale'), listed[i]
+        assert listed[i].split()[2] == ('quick' if w == 'made' else 'stale'), listed[i]

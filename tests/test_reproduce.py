@@ -74,7 +74,7 @@ def test_signal_stops_everything_and_records_interrupted(tmp_path, sig, plain):
     idx = index_table(out, 'smoke').set_index('id')
     made_by = json.loads((out / 'smoke' / 'p1-fig01.json').read_text())['source_hash']
     assert idx.loc['p1-fig02', 'status'] == 'interrupted'
-    assert idx.loc['p1-fig01', 'status'] == ('reproduced' if made_by == source_hash() else 'stale')  # others may edit modmem meanwhile
+    assert idx.loc['p1-fig01', 'status'] == ('made' if made_by == source_hash() else 'stale')  # others may edit modmem meanwhile
     assert f'| interrupted: {signal.Signals(sig).name} after ' in (out / 'smoke' / 'index.md').read_text()
     assert 'start    p1_ipr (2/3)' in output and 'interrupted' in output, output
 
