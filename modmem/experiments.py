@@ -23,7 +23,8 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['PRESETS', 'OUTPUTS', 'REVISION', 'WEIGHTS_CAP', 'DEADLINE', 'check_preset', 'pick', 'git_revision', 'device_label',
-           'jsonable', 'OutOfTime', 'weight_bytes', 'env_deadline', 'Experiment']
+           'jsonable', 'cpu_model', 'cpu_info', 'reproducible', 'OutOfTime', 'weight_bytes', 'env_deadline',
+           'Experiment']
 
 # %% ../nbs/07a_experiments.ipynb #c005
 PRESETS = ('smoke', 'quick', 'full')
@@ -58,11 +59,12 @@ def git_revision(path: str | Path | None = None) -> str | None:
     except (OSError, subprocess.SubprocessError): return os.environ.get(REVISION)
 
 def device_label(device: str | None = None) -> str:
-    "A readable name of the device that runs the training: the GPU's name, or the CPU with its thread count."
+    "A readable name of the device that runs the training: the GPU's name, or the CPU (`cpu_info`) with its thread count."
     device = str(device or default_device())
     if device.startswith('cuda') and torch.cuda.is_available():
         return f"{device}: {torch.cuda.get_device_name(torch.device(device))}"
-    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores"
+    c = cpu_info()
+    return f"cpu: {c['model']} ({c['capability']}), {c['threads']} torch threads, {os.cpu_count()} cores"
 
 def jsonable(obj):
     "`obj` as plain JSON values: dataclasses, tuples, numpy scalars and arrays, paths, callables by name."
@@ -77,6 +79,25 @@ def jsonable(obj):
     if callable(obj): return getattr(obj, '__name__', repr(obj))
     if obj is None or isinstance(obj, (str, int, float, bool)): return obj
     return repr(obj)
+
+# %% ../nbs/07a_experiments.ipynb #c008c
+def cpu_model() -> str:
+    "The CPU's model name: /proc/cpuinfo's 'model name' (Linux), else `platform.processor()` or the machine type."
+    try:
+        for line in Path('/proc/cpuinfo').read_text(errors='replace').splitlines():
+            if line.startswith('model name') and ':' in line: return line.split(':', 1)[1].strip()
+    except OSError: pass
+    return platform.processor() or platform.machine() or 'unknown'
+
+def cpu_info() -> dict:
+    "The CPU torch computes on: `model`, torch's CPU kernel `capability` (e.g. AVX512, AVX2; None if torch cannot say) and its `threads`."
+    cap = getattr(torch.backends, 'cpu', None)
+    cap = cap.get_cpu_capability() if hasattr(cap, 'get_cpu_capability') else None
+    return dict(model=cpu_model(), capability=cap, threads=torch.get_num_threads())
+
+def reproducible(rev: str | None) -> bool:
+    "Whether a record made at `git_revision()` = `rev` names code that can be checked out again: a revision, not '+dirty'."
+    return bool(rev) and not rev.endswith('+dirty')
 
 # %% ../nbs/07a_experiments.ipynb #c011
 WEIGHTS_CAP = 32 * 2 ** 20  # bytes: a sweep whose weights come to at most this keeps them by default (they travel with its tables)
@@ -204,9 +225,9 @@ class Experiment:
     def _record(self, id, file, config, note, extra=None):
         now = time.perf_counter()
         rec = dict(id=id, file=file, title=entry(id).title, notebook=self.notebook, preset=self.preset,
-                   config=jsonable(config), note=note, modmem_version=modmem.__version__, git_revision=git_revision(),
+                   config=jsonable(config), note=note, modmem_version=modmem.__version__, git_revision=(rev := git_revision()), reproducible=reproducible(rev),
                    source_hash=self.source_hash,
-                   device=device_label(self.device), torch=torch.__version__, precision=sorted(self.precisions) or ['fp32'],
+                   device=device_label(self.device), cpu=cpu_info(), torch=torch.__version__, precision=sorted(self.precisions) or ['fp32'],
                    training=dict(chunks=len(self.chunk_runs), seconds=round(sum(s for s, _ in self.chunk_runs.values()), 3),
                                  devices=sorted({d for _, d in self.chunk_runs.values()})),
                    seconds=round(now - self.last, 2), notebook_seconds=round(now - self.started, 2),

@@ -142,7 +142,7 @@ class FiltrationExplorer(_Explorer):
         w = 0.8 / len(cols)
         for j, c in enumerate(cols):
             ax.bar(np.arange(len(NETWORKS)) + (j - (len(cols) - 1) / 2) * w, 100 * t[c], w, label=c.replace('_acc', ''))
-        ax.set_xticks(range(len(NETWORKS)), NETWORKS); ax.set_ylabel('accuracy (%)'); ax.set_ylim(0, 105); ax.legend(fontsize=8)
+        ax.set_xticks(range(len(NETWORKS)), [f'${n}$' for n in NETWORKS]); ax.set_ylabel('accuracy (%)'); ax.set_ylim(0, 105); ax.legend(fontsize=8)
         ax.set_title(f"member {self.member}: dominant frequency '{choice}'" + (', DC term in G' if keep_dc else ''), fontsize=10)
         fig.tight_layout()
         self.summary = {f'{n} {c}': float(t.loc[n, c]) for n in NETWORKS for c in cols}

@@ -123,8 +123,9 @@ def plot_pruning(curves: pd.DataFrame, members=None, orders=None, kind: str = 'a
             ax.set_title(f"{titles[r] + ': ' if titles else ''}{o}-{t.score.iloc[0]} first", fontsize=9)
             if r == len(members) - 1: ax.set_xlabel('neurons pruned (%)')
             if c == 0: ax.set_ylabel('accuracy (%)' if kind == 'acc' else 'loss')
-    axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
+    # one legend for all panels, under them (bbox_inches='tight' keeps it), so it covers no curve
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc='upper center', bbox_to_anchor=(0.5, 0), ncol=len(labels), fontsize=7, frameon=False)
     return fig
 
 # %% ../nbs/04_pruning.ipynb #c019
@@ -184,6 +185,7 @@ def plot_width_sweep(sweep: pd.DataFrame, title: str = ''):
         m, se = scale * g[col].mean(), scale * g[col].sem().fillna(0)
         ax.plot(m.index, m, 'o-'); ax.fill_between(m.index, m - se, m + se, alpha=0.3)
         ax.set_xscale('log'); ax.set_xlabel('width N'); ax.set_ylabel(lab)
+        ax.set_xticks(list(m.index), [f'{w:g}' for w in m.index]); ax.minorticks_off()   # plain labels at the measured widths
     if title: fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig

@@ -18,14 +18,14 @@ from .claims import record_claims, short, counts, counts_text
 from .recipes import shared_recipes, recipe_users, lookup
 from .training import image_sets
 from .images import DATA_SETS, find_data
-from .experiments import check_preset, device_label
+from .experiments import check_preset, device_label, git_revision, reproducible
 
 # %% auto #0
 __all__ = ['RUNNERS', 'STOP_GRACE', 'EXECUTORS', 'DEVICES', 'PROGRESS_EVERY', 'experiments_dir', 'run_order',
            'package_fingerprint', 'notebook_fingerprint', 'NotebookError', 'notebook_cells', 'run_plain', 'is_current',
            'previous_seconds', 'notebook_problem', 'process_tree', 'stop_process', 'run_notebook', 'metric_summary',
-           'index_table', 'write_index', 'visible_gpus', 'job_slots', 'data_needs', 'check_data', 'check_settings',
-           'reproduce']
+           'index_table', 'write_index', 'dirty_warning', 'visible_gpus', 'job_slots', 'data_needs', 'check_data',
+           'check_settings', 'reproduce']
 
 # %% ../nbs/07b_reproduce.ipynb #c005
 def experiments_dir(experiments: str | Path | None = None) -> Path:
@@ -424,6 +424,13 @@ def write_index(out: str | Path, preset: str) -> tuple[Path, Path]:
     atomic_write(html_path, lambda f: Path(f).write_text(page))
     return md_path, html_path
 
+# %% ../nbs/07b_reproduce.ipynb #c010e
+def dirty_warning(rev: str | None) -> str | None:
+    "The line `reproduce` prints first when the checkout at revision `rev` (`git_revision()`) is modified, else None."
+    if rev and not reproducible(rev):
+        return (f"modmem reproduce: warning: the source tree is modified ({rev}): the records of this run will say "
+                f"reproducible: false; commit first for figures that can be traced to a revision")
+
 # %% ../nbs/07b_reproduce.ipynb #c010h
 def visible_gpus() -> list[str]:
     "The CUDA devices this process sees, as a child's `CUDA_VISIBLE_DEVICES` must name them (the parent's own list, else 0…n−1)."
@@ -518,6 +525,7 @@ def reproduce(preset: str = 'quick', only=None, out: str | Path = 'figures', exp
                                        f"(or pip install {' '.join(need)}), or run without them: --plain")
     names = select(only)
     exp = experiments_dir(experiments)
+    if (w := dirty_warning(git_revision())): print(w, file=sys.stderr, flush=True)
     missing = [n for n in names if not (exp / f'{n}.ipynb').exists()]
     if missing: raise FileNotFoundError(f"experiment notebooks missing from {exp}: {missing}")
     jobs, slots, warning = job_slots(device, jobs, len(names), gpus)

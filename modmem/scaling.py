@@ -46,7 +46,7 @@ def plot_width_scaling(df: pd.DataFrame, title: str = ''):
     "Test, clean-train and noisy-train accuracy (%) against width (log axis), mean ± s.e. over seeds, per variant and noise."
     import matplotlib.pyplot as plt
     metrics = [('test_acc', 'test'), ('clean_acc', 'clean train'), ('corrupted_acc', 'noisy train (own labels)')]
-    if 'ff_test_acc' in df: metrics.append(('ff_test_acc', 'filtered f^G test'))
+    if 'ff_test_acc' in df: metrics.append(('ff_test_acc', 'filtered $f^G$ test'))
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.3 * len(metrics), 3.6))
     g = df.groupby(['variant', 'noise', 'width'])
     mean, sem = g[[m for m, _ in metrics]].mean(), g[[m for m, _ in metrics]].sem().fillna(0)

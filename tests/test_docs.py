@@ -157,3 +157,46 @@ def test_every_lesson_in_the_sidebar():
     listed = re.findall(r'^\s*-\s+(\S+\.ipynb)\s*$', sidebar, re.M)
     lessons = sorted(p.name for p in (ROOT / 'nbs').glob('*.ipynb'))
     assert sorted(listed) == lessons, f"missing: {sorted(set(lessons) - set(listed))}, extra or repeated: {sorted(set(listed) - set(lessons)) or [n for n in listed if listed.count(n) > 1]}"
+
+
+def _readme_example():
+    "The README's first-ensemble example: its code blocks, the output shown under them, and the machine it names."
+    sec = (ROOT / 'README.md').read_text().split('## A first ensemble in Python', 1)[1].split('\n## ', 1)[0]
+    blocks = re.findall(r'^```(python)?\n(.*?)^```', sec, re.M | re.S)
+    code = '\n'.join(b for lang, b in blocks[:[lang for lang, _ in blocks].index('')])
+    shown = next(b for lang, b in blocks if not lang)
+    m = re.search(r'printed with torch ([0-9.]+) on an (\w+) CPU whose torch CPU kernels are (\w+)', sec)
+    assert m, "README.md's first example must say on which torch and CPU it printed its table"
+    return code, shown, m.groups()
+
+
+# the example as the notebook runs it: the last line's value shown as IPython shows a DataFrame
+RUN_EXAMPLE = textwrap.dedent('''
+    import sys, pandas as pd, torch
+    from modmem.experiments import cpu_model
+    *body, last = sys.stdin.read().strip().splitlines()
+    ns = {}
+    exec('\\n'.join(body), ns)
+    with pd.option_context('display.width', 80, 'display.max_columns', 20):
+        print(repr(eval(last, ns)))
+    print('@@', torch.__version__.split('+')[0], cpu_model(), torch.backends.cpu.get_cpu_capability())
+''')
+
+
+def test_readme_first_example_prints_what_it_shows():
+    """The README's first example prints the table shown under it: digit for digit on the torch, CPU maker and kernel
+    capability it names (the thread count does not matter), within a few points elsewhere (other vector instructions
+    round differently, and the wd 5 network sits at a phase boundary)."""
+    code, shown, (torch_v, maker, cap) = _readme_example()
+    r = subprocess.run([sys.executable, '-c', RUN_EXAMPLE], input=code, cwd=ROOT, capture_output=True, text=True,
+                       timeout=TIMEOUT, env={**os.environ, 'MPLBACKEND': 'Agg'})
+    assert r.returncode == 0, r.stderr[-3000:]
+    printed, machine = r.stdout.rsplit('@@', 1)
+    here_v, here_cap = machine.split()[0], machine.split()[-1]
+    if (here_v, here_cap) == (torch_v, cap) and maker in machine:
+        assert printed == shown, f'README.md shows\n{shown}\nbut the code prints\n{printed}'
+    got, want = printed.split(), shown.split()
+    assert len(got) == len(want), f'README.md shows\n{shown}\nbut the code prints\n{printed}'
+    for g, w in zip(got, want):
+        try: assert abs(float(g) - float(w)) <= 0.06, (g, w)
+        except ValueError: assert g == w, (g, w)
