@@ -684,10 +684,16 @@ def _loss_scale(loss: str, C: int, T: int, weighted: bool) -> tuple[float, float
     s = 1.0 if weighted else 1 / T
     return (2 * s / C, -2 * s / C) if loss == 'mse' else (s, -s)
 
+def _softmax(x: torch.Tensor) -> torch.Tensor:
+    "softmax over the last dim. On the CPU as max, exp, sum and divide: ATen's fused softmax kernel sums in an order that depends on the CPU capability (AVX2 vs AVX-512), these ops give the same bits on both (issue 23; benchmarks/compare_records.py compares two runs' figure records)."
+    if x.device.type != 'cpu': return torch.softmax(x, -1)
+    e = (x - x.amax(-1, keepdim=True)).exp_()
+    return e.div_(e.sum(-1, keepdim=True))
+
 def _loss_grad(out: torch.Tensor, y: torch.Tensor, loss: str, scale: float, hit: torch.Tensor, w: torch.Tensor | None = None,
                inplace: bool = True) -> torch.Tensor:
     "δ = ∂loss/∂logits (mse: 2(f − onehot)/C, ce: softmax(f) − onehot) times `scale` and the row weights w [n, T, 1], y [n, T, 1]; in place of `out` for mse."
-    d = (out.mul_(scale) if inplace else out * scale) if loss == 'mse' else torch.softmax(out, -1).mul_(scale)
+    d = (out.mul_(scale) if inplace else out * scale) if loss == 'mse' else _softmax(out).mul_(scale)
     d.scatter_add_(-1, y, hit)
     return d if w is None else d.mul_(w)
 
