@@ -90,10 +90,10 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or 'unknown'
 
 def cpu_info() -> dict:
-    "The CPU torch computes on: `model`, torch's CPU kernel `capability` (e.g. AVX512, AVX2; None if torch cannot say) and its `threads`."
+    "The CPU torch computes on: `model`, torch's CPU kernel `capability` (e.g. AVX512, AVX2; None if torch cannot say), its `threads` and MKL's code path `$MKL_CBWR` (None: MKL picks by CPU)."
     cap = getattr(torch.backends, 'cpu', None)
     cap = cap.get_cpu_capability() if hasattr(cap, 'get_cpu_capability') else None
-    return dict(model=cpu_model(), capability=cap, threads=torch.get_num_threads())
+    return dict(model=cpu_model(), capability=cap, threads=torch.get_num_threads(), mkl_cbwr=os.environ.get('MKL_CBWR'))
 
 def reproducible(rev: str | None) -> bool:
     "Whether a record made at `git_revision()` = `rev` names code that can be checked out again: a revision, not '+dirty'."

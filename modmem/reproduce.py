@@ -21,7 +21,7 @@ from .images import DATA_SETS, find_data
 from .experiments import check_preset, device_label, git_revision, reproducible
 
 # %% auto #0
-__all__ = ['RUNNERS', 'STOP_GRACE', 'EXECUTORS', 'DEVICES', 'PROGRESS_EVERY', 'experiments_dir', 'run_order',
+__all__ = ['RUNNERS', 'STOP_GRACE', 'CPU_PORTABLE', 'EXECUTORS', 'DEVICES', 'PROGRESS_EVERY', 'experiments_dir', 'run_order',
            'package_fingerprint', 'notebook_fingerprint', 'NotebookError', 'notebook_cells', 'run_plain', 'is_current',
            'previous_seconds', 'notebook_problem', 'process_tree', 'stop_process', 'run_notebook', 'metric_summary',
            'index_table', 'write_index', 'dirty_warning', 'visible_gpus', 'job_slots', 'data_needs', 'check_data',
@@ -247,6 +247,9 @@ def stop_process(proc: subprocess.Popen, grace: float = STOP_GRACE) -> None:
     if left: _signal_all(list(dict.fromkeys(q for p in left for q in process_tree(p))), signal.SIGKILL)
     proc.wait()
 
+CPU_PORTABLE = dict(MKL_CBWR='AVX2')  # MKL's AVX2 code path on every x86 CPU: the CPU's own fp32 matrix products otherwise
+                                     # round differently on AVX2 and AVX-512 machines, and a memorizing network amplifies it
+
 def run_notebook(name: str, preset: str = 'quick', out: str | Path = 'figures', experiments: str | Path | None = None,
                  executor: str | None = None, device: str | None = None, threads: int | None = None,
                  timeout: float | None = None, runner: str = 'papermill', gpu: str | None = None,
@@ -274,7 +277,7 @@ def run_notebook(name: str, preset: str = 'quick', out: str | Path = 'figures', 
     rec['fingerprint'] = notebook_fingerprint(src, dict(preset=preset, device=device))
     if runner == 'papermill': dst.parent.mkdir(parents=True, exist_ok=True)
     _write_record(out, preset, name, rec)
-    env = dict(os.environ, MPLBACKEND='Agg', PYTHONUNBUFFERED='1')
+    env = {**CPU_PORTABLE, **os.environ, 'MPLBACKEND': 'Agg', 'PYTHONUNBUFFERED': '1'}   # the caller's own MKL_CBWR wins
     if threads: env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     if gpu is not None: env['CUDA_VISIBLE_DEVICES'] = str(gpu)
     if runner == 'papermill':

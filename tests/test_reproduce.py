@@ -73,6 +73,9 @@ def test_signal_stops_everything_and_records_interrupted(tmp_path, sig, plain):
     assert read_record(out, 'smoke', 'p2_partition') is None           # never started: it reads p2_filtration's networks, so it runs last
     idx = index_table(out, 'smoke').set_index('id')
     made_by = json.loads((out / 'smoke' / 'p1-fig01.json').read_text())['source_hash']
+    fig01 = json.loads((out / 'smoke' / 'p1-fig01.json').read_text())
+    assert fig01['cpu']['mkl_cbwr'] == os.environ.get('MKL_CBWR', 'AVX2'), fig01['cpu']   # notebooks run on MKL's portable code path
+    assert [c['id'] for c in fig01['claims']][:1] == ['p1-fig01#1'], fig01['claims']
     assert idx.loc['p1-fig02', 'status'] == 'interrupted'
     assert idx.loc['p1-fig01', 'status'] == ('made' if made_by == source_hash() else 'stale')  # others may edit modmem meanwhile
     assert f'| interrupted: {signal.Signals(sig).name} after ' in (out / 'smoke' / 'index.md').read_text()
