@@ -43,9 +43,9 @@ def test_figures_page_shows_the_verdicts():
     for preset, rec in _records():
         sec = page.split(f'{{#{rec["id"]}}}', 1)[1].split('\n### ', 1)[0]
         cells = lambda l: [c.strip() for c in re.split(r'(?<!\\)\|', l.strip().strip('|'))]   # a cell may hold an escaped \|
-        head = next(l for l in sec.splitlines() if l.startswith('| claim |'))
+        head = next(l for l in sec.splitlines() if l.startswith('| claim ('))
         col = cells(head).index(f'`{preset}`')
-        rows = [l for l in sec.splitlines() if l.startswith('| ') and not l.startswith('| claim |') and ' **' in l
+        rows = [l for l in sec.splitlines() if l.startswith('| ') and not l.startswith('| claim (') and ' **' in l
                 and len(cells(l)) == len(cells(head))]
         verdicts = [re.match(r'\*\*([a-z ]+)\*\*', cells(r)[col]).group(1) for r in rows]
         assert verdicts == [c['verdict'] for c in rec['claims']], (preset, rec['id'], verdicts)

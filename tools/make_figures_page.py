@@ -179,15 +179,15 @@ def claims_block(both) -> list[str]:
     "The claims of a figure as a Markdown table: statement, quantity and margin, then the verdict and value at each preset."
     per = [(p, record_claims(r)) for p, r in both]
     if not per or not per[0][1]: return []
-    head = '| claim | quantity, margin | ' + ' | '.join(f'`{p}`' for p, _ in per) + ' |'
-    rows = [head, '|:--|:--|' + ':--|' * len(per)]
+    head = '| claim (*quantity; margin*) | ' + ' | '.join(f'`{p}`' for p, _ in per) + ' |'
+    rows = [head, '|:--|' + ':--|' * len(per)]
     for k, c in enumerate(per[0][1]):
         cells = []
         for _, cs in per:
             x = cs[k] if k < len(cs) else None
             cells.append(f"**{x['verdict']}**: {_cell(_value(x))}" if x else '')
         scale = ' *(paper scale)*' if c.get('scale') == 'paper' else ''
-        rows.append(f"| {_cell(_md(c['text']))}{scale} | {_cell(_md(c['quantity']))}; {_cell(c['margin'])} | " + ' | '.join(cells) + ' |')
+        rows.append(f"| {_cell(_md(c['text']))}{scale}<br>*{_cell(_md(c['quantity']))}; {_cell(c['margin'])}* | " + ' | '.join(cells) + ' |')
     return rows + ['']
 
 
