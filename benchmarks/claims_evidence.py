@@ -5,7 +5,7 @@ changes that is believed to matter (steps, batch size, α range, p), on the CPU 
 notebooks cite these tables where they explain a failing claim (issue 23).
 
     python benchmarks/claims_evidence.py                  # every check
-    python benchmarks/claims_evidence.py --only p2_steps  # one of: p2_steps, minibatch, pi_wd0
+    python benchmarks/claims_evidence.py --only p2_steps  # one of: p2_steps, minibatch, pi_wd0, seeds
     OMP_NUM_THREADS=1 ... --cache DIR                     # sweeps are cached there (default /tmp/modmem-claims-evidence)
 """
 import argparse, json, time
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from modmem.claims import spearman
+from modmem.filtration import filtration_accuracy_metric
 from modmem.phases import add_phases
 from modmem.recipes import lookup, study
 from modmem.sweep import sweep
@@ -59,7 +60,17 @@ def pi_wd0(cache):
     return t.pivot_table(index='train_frac', columns='noise', values='phase', aggfunc='first')
 
 
-CHECKS = dict(p2_steps=p2_steps, minibatch=minibatch, pi_wd0=pi_wd0)
+def seeds(cache):
+    "p2-fig01: spread over 5 seeds of f's and f^G's test accuracy at the quick recipe (1000 steps), widths 129 and 257."
+    base = lookup('p2_scaling', 'quick').base
+    res = sweep(replace(base, weight_decay=0.1), {'noise': [0.5, 0.8], 'width': [129, 257], 'seed': [0, 1, 2, 3, 4]},
+                cache=cache, progress=False, weights=False, final_metrics={'ff': filtration_accuracy_metric(loss=base.loss)})
+    t = res.results.astype({'ff_test_acc': float})
+    g = t.groupby(['width', 'noise'])
+    return pd.DataFrame({f'{c} {s}': 100 * getattr(g[c], s)() for c in ('test_acc', 'ff_test_acc') for s in ('mean', 'std', 'min', 'max')}).round(1)
+
+
+CHECKS = dict(p2_steps=p2_steps, minibatch=minibatch, pi_wd0=pi_wd0, seeds=seeds)
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
