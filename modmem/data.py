@@ -13,7 +13,7 @@ import pandas as pd
 # %% auto #0
 __all__ = ['OPERATIONS', 'MAX_P', 'CORRUPTION_MODES', 'is_prime', 'check_task', 'n_pairs', 'ModularTask', 'check_fraction',
            'check_train_rows', 'check_mode', 'split_mask', 'noisy_labels', 'corrupt_labels', 'authors_split',
-           'EnsembleData', 'make_data']
+           'EnsembleData', 'make_data', 'UsageError']
 
 # %% ../nbs/00_data.ipynb #c005
 def is_prime(n: int) -> bool:
@@ -237,3 +237,7 @@ def make_data(task: ModularTask, train_frac: float | Sequence[float] = 0.5, nois
             la, co = corrupt_labels(task, tr, xi, mode, ns)
         trains.append(tr); labels.append(la); corrupted.append(co)
     return EnsembleData(task, torch.stack(trains), torch.stack(labels), torch.stack(corrupted))
+
+# %% ../nbs/00_data.ipynb #dad48dd1
+class UsageError(ValueError):
+    "A setting a run cannot use: raised before any work starts (the command line prints it as one line)."

@@ -4,12 +4,13 @@
 
 # %% ../nbs/00b_storage.ipynb #c002
 from __future__ import annotations
-import json, os, tempfile
+import json, os, shutil, tempfile, uuid
 from pathlib import Path
 from typing import Callable
+from .data import UsageError
 
 # %% auto #0
-__all__ = ['atomic_write', 'write_json']
+__all__ = ['INCOMPLETE', 'atomic_write', 'write_json', 'check_out', 'write_run']
 
 # %% ../nbs/00b_storage.ipynb #c004
 def atomic_write(path: str | Path, write: Callable[[str], None]):
@@ -24,3 +25,37 @@ def write_json(path: str | Path, obj, **kwargs):
     "Write `obj` as indented JSON to `path`, atomically; keyword arguments go to `json.dumps`."
     text = json.dumps(obj, indent=1, **kwargs)
     atomic_write(path, lambda f: Path(f).write_text(text))
+
+# %% ../nbs/00b_storage.ipynb #8e5d74ef
+def check_out(out: str | Path, force: bool = False) -> Path:
+    "Raise a UsageError, before any work, unless a run folder can be written at `out` (replacing a non-empty one only with `force`)."
+    out = Path(out)
+    if out.exists() and not out.is_dir(): raise UsageError(f"output path {str(out)!r} is a file, not a folder: choose another path")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise UsageError(f"output folder {str(out)!r} exists and is not empty: pass force=True (--force) to replace it, or choose another path")
+    up = out.absolute().parent
+    while not up.exists(): up = up.parent
+    if not up.is_dir(): raise UsageError(f"output path {str(out)!r} is under {str(up)!r}, a file: choose another path")
+    try: fd, probe = tempfile.mkstemp(dir=up, prefix='.modmem-probe-'); os.close(fd); os.remove(probe)
+    except OSError as e: raise UsageError(f"output path {str(out)!r} is not writable ({str(up)!r}: {e.strerror}): choose another path") from None
+    return out
+
+INCOMPLETE = '.incomplete-'  # in the name of a run folder still being written (or left by an interrupted save)
+
+def write_run(out: str | Path, write: Callable[[Path], None], force: bool = False) -> Path:
+    "Call `write(folder)` on a fresh folder beside `out` named `<out>.incomplete-…`, then rename it to `out` (an existing one only with `force`)."
+    out = check_out(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=out.name + INCOMPLETE))
+    mask = os.umask(0); os.umask(mask); os.chmod(tmp, 0o777 & ~mask)  # the permissions of a plain mkdir
+    try: write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if out.is_dir() and any(out.iterdir()):  # replaced (force): set aside, swap in, then delete
+        old = out.parent / f'.{out.name}.old-{uuid.uuid4().hex[:8]}'
+        os.rename(out, old)
+    os.replace(tmp, out)  # onto an empty folder or none
+    if old is not None: shutil.rmtree(old, ignore_errors=True)
+    return out
