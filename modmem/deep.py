@@ -10,10 +10,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .models import ACTIVATIONS, activation_name, _lookup, _batch_norm, EnsembleMLP
-from .fourier import ipr
 
 # %% auto #0
-__all__ = ['PARAMETERIZATIONS', 'EnsembleDeepMLP', 'DeepMLP', 'layer_ipr']
+__all__ = ['PARAMETERIZATIONS', 'EnsembleDeepMLP', 'DeepMLP']
 
 # %% ../nbs/01a_deep.ipynb #c005
 PARAMETERIZATIONS = ('standard', 'lazy')
@@ -131,9 +130,10 @@ class DeepMLP(nn.Module):
                     bn.weight.copy_(model.norm_weight[e, l]); bn.bias.copy_(model.norm_bias[e, l])
         return m.to(model.emb_a.device)
 
-# %% ../nbs/01a_deep.ipynb #c016
-def layer_ipr(model: EnsembleMLP, r: float = 2, convention: str = 'rfft') -> dict[str, torch.Tensor]:
-    "IPR per neuron of the input layer (mean over its U and V rows) and of the output layer (its W column), each [E, N]."
-    U, V = model.U.detach().double(), model.V.detach().double()                # [E, N, p]
-    W = model.W.detach().double().transpose(1, 2)                              # [E, N, C]
-    return dict(input=(ipr(U, r, convention) + ipr(V, r, convention)) / 2, output=ipr(W, r, convention))
+# %% ../nbs/01a_deep.ipynb #2a6fced4
+_MOVED = {'layer_ipr': 'modmem.fourier'}  # the analysis of a family's weights lives in modmem.fourier
+
+def __getattr__(name):
+    "A name that moved out of this module fails with a message naming its new place."
+    if name in _MOVED: raise ImportError(f"modmem.deep.{name} moved to {_MOVED[name]}: use `from {_MOVED[name]} import {name}`")
+    raise AttributeError(f"module 'modmem.deep' has no attribute {name!r}")

@@ -8,13 +8,16 @@ from typing import Callable, Sequence
 import torch
 from .data import is_prime
 from .models import EnsembleMLP
-from .training import Metric
+from .metrics import Metric
+from .deep import EnsembleDeepMLP
+from .transformer import EnsembleTransformer
 
 # %% auto #0
 __all__ = ['CONVENTIONS', 'INDEXINGS', 'DOMINANT', 'IPR_LAYERS', 'neuron_vectors', 'check_convention', 'spectrum', 'ipr',
            'check_index', 'is_primitive_root', 'primitive_root', 'dlog_order', 'discrete_log', 'reindex', 'neuron_ipr',
-           'mean_ipr', 'ipr_metric', 'power_spectrum', 'dominant_frequency', 'ipr_neuron_metric', 'initial_model',
-           'plot_grokking', 'plot_ipr_histograms', 'plot_spectra']
+           'mean_ipr', 'ipr_metric', 'power_spectrum', 'dominant_frequency', 'layer_ipr', 'embedding_ipr',
+           'unembedding_ipr', 'unembedding_spectrum', 'ipr_neuron_metric', 'initial_model', 'plot_grokking',
+           'plot_ipr_histograms', 'plot_spectra']
 
 # %% ../nbs/03_fourier.ipynb #c005
 def neuron_vectors(model: EnsembleMLP | torch.Tensor) -> torch.Tensor:
@@ -131,15 +134,32 @@ def dominant_frequency(model: EnsembleMLP | torch.Tensor, choice: str = 'shared'
     elif choice == 'w': power = power[:, :, 2:].expand_as(power)
     return power.argmax(-1) + 1
 
+# %% ../nbs/03_fourier.ipynb #031bd086
+def layer_ipr(model: EnsembleMLP, r: float = 2, convention: str = 'rfft') -> dict[str, torch.Tensor]:
+    "IPR per neuron of the input layer (mean over its U and V rows) and of the output layer (its W column), each [E, N]."
+    U, V = model.U.detach().double(), model.V.detach().double()                # [E, N, p]
+    W = model.W.detach().double().transpose(1, 2)                              # [E, N, C]
+    return dict(input=(ipr(U, r, convention) + ipr(V, r, convention)) / 2, output=ipr(W, r, convention))
+
+# %% ../nbs/03_fourier.ipynb #4140cc84
+def embedding_ipr(model: EnsembleTransformer, r: float = 2, convention: str = 'rfft') -> torch.Tensor:
+    "IPR [E, d] of each embedding dimension over the p tokens (a column of the token embedding W_E ∈ ℝ^{p×d})."
+    return ipr(model.tok.detach().double().transpose(1, 2), r, convention)
+
+def unembedding_ipr(model: EnsembleTransformer, r: float = 2, convention: str = 'rfft') -> torch.Tensor:
+    "IPR [E, d] of each row of the unembedding W_U ∈ ℝ^{d×p} over the p output classes."
+    return ipr(model.W_U.detach().double(), r, convention)
+
+def unembedding_spectrum(model: EnsembleTransformer) -> torch.Tensor:
+    "Power [E, p//2 + 1] of the unembedding per frequency of the class index, summed over the embedding dimensions."
+    return torch.fft.rfft(model.W_U.detach().double(), dim=-1).abs().square().sum(1)
+
 # %% ../nbs/03_fourier.ipynb #c023n
 IPR_LAYERS = ('neuron', 'input', 'output', 'embedding')
 
 def _layer_ipr(model, data, layer: str, **kwargs) -> torch.Tensor:
     if layer == 'neuron': return neuron_ipr(model, **kwargs)
-    if layer == 'embedding':
-        from modmem.transformer import embedding_ipr  # modmem.transformer and modmem.deep build on this module
-        return embedding_ipr(model, **kwargs)
-    from modmem.deep import layer_ipr
+    if layer == 'embedding': return embedding_ipr(model, **kwargs)
     return layer_ipr(model, **kwargs)[layer]
 
 def ipr_neuron_metric(layer: str = 'neuron', **kwargs) -> Metric:

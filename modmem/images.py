@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .data import check_fraction, check_mode, noisy_labels
-from .training import default_device
+from .device import default_device
 from .storage import atomic_write
 
 # %% auto #0

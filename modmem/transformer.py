@@ -10,11 +10,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .models import ACTIVATIONS, activation_name, EnsembleMLP, _member_knobs
-from .fourier import ipr
 
 # %% auto #0
-__all__ = ['BLOCK_WEIGHTS', 'EnsembleTransformer', 'Transformer', 'embedding_ipr', 'unembedding_ipr', 'unembedding_spectrum',
-           'unembedding_filtration']
+__all__ = ['BLOCK_WEIGHTS', 'EnsembleTransformer', 'Transformer', 'unembedding_filtration']
 
 # %% ../nbs/01b_transformer.ipynb #c005
 BLOCK_WEIGHTS = ('q', 'k', 'v', 'o', 'mlp_in', 'mlp_out')  # per block, each [E, L, fan_in, fan_out]
@@ -181,18 +179,6 @@ class Transformer(nn.Module):
         return m.to(model.tok.device)
 
 # %% ../nbs/01b_transformer.ipynb #c017
-def embedding_ipr(model: EnsembleTransformer, r: float = 2, convention: str = 'rfft') -> torch.Tensor:
-    "IPR [E, d] of each embedding dimension over the p tokens (a column of the token embedding W_E ∈ ℝ^{p×d})."
-    return ipr(model.tok.detach().double().transpose(1, 2), r, convention)
-
-def unembedding_ipr(model: EnsembleTransformer, r: float = 2, convention: str = 'rfft') -> torch.Tensor:
-    "IPR [E, d] of each row of the unembedding W_U ∈ ℝ^{d×p} over the p output classes."
-    return ipr(model.W_U.detach().double(), r, convention)
-
-def unembedding_spectrum(model: EnsembleTransformer) -> torch.Tensor:
-    "Power [E, p//2 + 1] of the unembedding per frequency of the class index, summed over the embedding dimensions."
-    return torch.fft.rfft(model.W_U.detach().double(), dim=-1).abs().square().sum(1)
-
 def unembedding_filtration(model: EnsembleTransformer, k: int = 20) -> EnsembleTransformer:
     "A copy whose unembedding keeps, per member, only its `k` strongest frequencies along the class index — ranked by DFT magnitude summed over the embedding dimensions (paper 2's filtration of a transformer); a tied model's copy is untied, its embedding unchanged."
     n_freq = model.p // 2 + 1
@@ -207,3 +193,11 @@ def unembedding_filtration(model: EnsembleTransformer, k: int = 20) -> EnsembleT
     m = EnsembleTransformer.from_state(state, model.p, model.width, model.n_members, depth=model.depth, heads=model.heads,
                                        mlp_factor=model.mlp_factor, act=model.act, tied=False)
     return m.train(model.training)
+
+# %% ../nbs/01b_transformer.ipynb #d7c2f6ab
+_MOVED = {'embedding_ipr': 'modmem.fourier', 'unembedding_ipr': 'modmem.fourier', 'unembedding_spectrum': 'modmem.fourier'}  # the analysis of a family's weights lives in modmem.fourier
+
+def __getattr__(name):
+    "A name that moved out of this module fails with a message naming its new place."
+    if name in _MOVED: raise ImportError(f"modmem.transformer.{name} moved to {_MOVED[name]}: use `from {_MOVED[name]} import {name}`")
+    raise AttributeError(f"module 'modmem.transformer' has no attribute {name!r}")
