@@ -14,69 +14,11 @@ import torch.nn.functional as F
 from .data import check_fraction, check_mode, noisy_labels
 from .device import default_device
 from .storage import atomic_write
+from .image_mlp import (IDX_TYPES, MNIST_FILES, read_idx, _find, load_mnist, MNIST_SHAPES, DATA_SETS, data_dir,
+                              data_set, idx_files, data_places, _how, find_data, load_digits_dataset)  # moved: the image lesson reads them
 
 # %% auto #0
-__all__ = ['IDX_TYPES', 'MNIST_FILES', 'MNIST_SHAPES', 'DATA_SETS', 'read_idx', 'load_mnist', 'data_dir', 'check_idx', 'data_set',
-           'idx_files', 'data_places', 'find_data', 'provide_data', 'load_digits_dataset', 'mlp', 'noisy_image_run',
-           'plot_noisy_vs_clean']
-
-# %% ../nbs/06a_images.ipynb #c005
-IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype('>i2'), 0x0C: np.dtype('>i4'), 0x0D: np.dtype('>f4'), 0x0E: np.dtype('>f8')}
-MNIST_FILES = dict(x_train='train-images-idx3-ubyte', y_train='train-labels-idx1-ubyte',
-                   x_test='t10k-images-idx3-ubyte', y_test='t10k-labels-idx1-ubyte')
-
-def read_idx(path: str | Path) -> np.ndarray:
-    "The array stored in an IDX file (optionally gzipped)."
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"no IDX file at {path}")
-    raw = (gzip.open if path.suffix == '.gz' else open)(path, 'rb').read()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_TYPES:
-        raise ValueError(f"{path} is not an IDX file (bad magic number {raw[:4].hex()})")
-    ndim = raw[3]
-    dims = struct.unpack(f'>{ndim}I', raw[4:4 + 4 * ndim])
-    dtype = np.dtype(IDX_TYPES[raw[2]])
-    data = np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim)
-    if data.size != math.prod(dims): raise ValueError(f"{path}: header says {dims} but holds {data.size} values")
-    return data.reshape(dims).astype(dtype.newbyteorder('='))
-
-def _find(root: Path, stem: str) -> Path:
-    for name in (stem, stem + '.gz', stem.replace('-idx', '.idx'), stem.replace('-idx', '.idx') + '.gz'):
-        if (root / name).exists(): return root / name
-    raise FileNotFoundError(f"{stem}[.gz] not found in {root}: MNIST needs {sorted(MNIST_FILES.values())}")
-
-def load_mnist(root: str | Path) -> dict[str, torch.Tensor]:
-    "MNIST from the four standard IDX files under `root`: flattened images in [0, 1] and labels."
-    root = Path(root)
-    if not root.is_dir(): raise FileNotFoundError(f"MNIST folder {root} does not exist")
-    arrays = {k: read_idx(_find(root, v)) for k, v in MNIST_FILES.items()}
-    out = {k: torch.from_numpy(v.reshape(len(v), -1).astype(np.float32) / 255) if k.startswith('x')
-           else torch.from_numpy(v.astype(np.int64)) for k, v in arrays.items()}
-    out['n_classes'] = 10
-    return out
-
-# %% ../nbs/06a_images.ipynb #d02
-MNIST_SHAPES = dict(x_train=(60000, 28, 28), y_train=(60000,), x_test=(10000, 28, 28), y_test=(10000,))
-DATA_SETS = {  # IDX image sets `modmem data` provides: where they come from, their shapes, MD5s of each file's content and of its published .gz
-    'fashion_mnist': dict(
-        title='Fashion-MNIST', env='MODMEM_FASHION_MNIST', home='https://github.com/zalandoresearch/fashion-mnist',
-        deb='dataset-fashion-mnist', deb_dir='/usr/share/datasets/fashion-mnist', shapes=MNIST_SHAPES,
-        urls=('http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/',
-              'https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/'),
-        md5=dict(x_train=('f4a8712d7a061bf5bd6d2ca38dc4d50a',), y_train=('9018921c3c673c538a1fc5bad174d6f9',),
-                 x_test=('8181f5470baa50b63fa0f6fddb340f0a',), y_test=('15d484375f8d13e6eb1aabb0c3f46965',)),
-        gz_md5=dict(x_train=('8d4fb7e6c68d591d4c3dfef9ec88bf0d',), y_train=('25c81989df183df01b3e8a0aad5dffbe',),
-                    x_test=('bef4ecab320f06d8554ea6380940ec79',), y_test=('bb300cfdad3c16e7a12a480ee83cd310',))),
-    'mnist': dict(
-        title='MNIST', env='MODMEM_MNIST', home='http://yann.lecun.com/exdb/mnist/', deb=None, deb_dir=None, shapes=MNIST_SHAPES,
-        urls=('https://ossci-datasets.s3.amazonaws.com/mnist/', 'http://yann.lecun.com/exdb/mnist/'), md5={},
-        gz_md5=dict(x_train=('f68b3c2dcbeaaa9fbdd348bbdeb94873',), y_train=('d53e105ee54ea40749a09fcbcd1e9432',),
-                    x_test=('9fb629c4189551a2d022fa330f9573f3',), y_test=('ec29112dd5afa0611ce80d1b7f02629c',))),
-}
-
-def data_dir(name: str | None = None) -> Path:
-    "The folder `modmem data` fills: `$MODMEM_DATA`, else `$XDG_CACHE_HOME/modmem/data` (`~/.cache/modmem/data`); with `name`, that set's folder in it."
-    root = os.environ.get('MODMEM_DATA') or Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'modmem' / 'data'
-    return Path(root) / name if name else Path(root)
+__all__ = ['check_idx', 'provide_data', 'mlp', 'noisy_image_run', 'plot_noisy_vs_clean']
 
 # %% ../nbs/06a_images.ipynb #d02b
 def check_idx(path: str | Path, shape, md5=(), gz_md5=(), name: str | None = None) -> None:
@@ -98,40 +40,6 @@ def check_idx(path: str | Path, shape, md5=(), gz_md5=(), name: str | None = Non
         sums = {content.hexdigest(), hashlib.md5(path.read_bytes()).hexdigest() if gz else ''}
         if not sums & {*md5, *(gz_md5 if gz else ())}:
             raise ValueError(f"{name}: its MD5 {content.hexdigest()} matches no published checksum: another data set, or a damaged copy")
-
-# %% ../nbs/06a_images.ipynb #d05
-def data_set(name: str) -> dict:
-    "The entry of `name` in `DATA_SETS`; a ValueError naming the allowed names otherwise."
-    if name not in DATA_SETS:
-        raise ValueError(f"unknown data set {name!r}: modmem data provides {', '.join(DATA_SETS)} (scikit-learn's digits need nothing)")
-    return DATA_SETS[name]
-
-def idx_files(root: str | Path) -> dict[str, Path] | None:
-    "The four IDX files of MNIST's layout in `root` (`MNIST_FILES`, each plain or .gz) by key, or None if one is missing."
-    try: return {k: _find(Path(root), v) for k, v in MNIST_FILES.items()}
-    except FileNotFoundError: return None
-
-def data_places(name: str) -> list[tuple[str, Path]]:
-    "Where modmem reads `name`, in order, as (label, folder): the folder its environment variable names (alone, when set), else `data_dir(name)`, then Debian's folder."
-    s = data_set(name)
-    if os.environ.get(s['env']): return [(f"${s['env']}", Path(os.environ[s['env']]))]
-    return [('$MODMEM_DATA' if os.environ.get('MODMEM_DATA') else 'modmem data', data_dir(name))] + (
-        [(f"Debian's {s['deb']}", Path(s['deb_dir']))] if s['deb_dir'] else [])
-
-def _how(name: str) -> str:
-    "The command that provides `name`, and what it does."
-    s = data_set(name)
-    return (f"run `modmem data {name}`: it downloads the four files" + (f", or unpacks Debian's package {s['deb']}" if s['deb'] else '')
-            + f"; `modmem data {name} --from DIR` copies them from a folder")
-
-def find_data(name: str, root: str | Path | None = None) -> Path:
-    "The folder holding `name`'s four IDX files: `root`, else the first of `data_places(name)` that holds them; a FileNotFoundError naming the command that provides them if none does."
-    places = [('root', Path(root))] if root is not None else data_places(name)
-    for _, d in places:
-        if idx_files(d): return d
-    s = data_set(name)
-    raise FileNotFoundError(f"{s['title']} ({name}) is not on this machine (looked in " + ', '.join(f"{d} ({l})" for l, d in places)
-                            + f"): {_how(name)}")
 
 # %% ../nbs/06a_images.ipynb #d06
 def _gzipped(p) -> bool:
@@ -209,18 +117,6 @@ def provide_data(name: str, src: str | Path | None = None, to: str | Path | None
     raise FileNotFoundError(f"could not provide {name} (" + ('; '.join(tried) or 'no download and no apt-get allowed') + f"). Put its four files "
                             f"({files}, from {s['home']}) in a folder and run `modmem data {name} --from DIR`"
                             + (f", or install Debian's package: sudo apt-get install {s['deb']}" if s['deb'] else ''))
-
-# %% ../nbs/06a_images.ipynb #c009
-def load_digits_dataset(test_frac: float = 0.25, seed: int = 0) -> dict[str, torch.Tensor]:
-    "scikit-learn's bundled 8×8 digits (on the CPU), pixels scaled to [0, 1], with a seeded train/test split."
-    from sklearn.datasets import load_digits
-    check_fraction('test_frac', test_frac)
-    d = load_digits()
-    x, y = torch.tensor(d.data / 16, dtype=torch.float32, device='cpu'), torch.tensor(d.target, dtype=torch.long, device='cpu')
-    perm = torch.randperm(len(y), generator=torch.Generator('cpu').manual_seed(seed), device='cpu')
-    n_test = int(test_frac * len(y))
-    te, tr = perm[:n_test], perm[n_test:]
-    return dict(x_train=x[tr], y_train=y[tr], x_test=x[te], y_test=y[te], n_classes=10)
 
 # %% ../nbs/06a_images.ipynb #c012
 def mlp(n_in: int, width: int, n_out: int, depth: int = 3, device: str | torch.device | None = None) -> nn.Sequential:
