@@ -41,8 +41,28 @@ try:
                                            loss='ce', n_examples=300, train_frac=0.5, noise=[0.0, 0.2], batch_size=32)
 except ImportError: pass
 
+def models_and_checks() -> str:
+    "SHA-256 over the memory and time models of every family (which set a sweep's chunks, hence its cache keys) and the messages of refused settings."
+    from modmem.training import train_memory, train_seconds, model_sizes, step_ops
+    h = hashlib.sha256()
+    for name, cfg in RUNS.items():
+        for dev in ('cpu', 'cuda'): h.update(repr((name, dev, train_memory(cfg, 5, 40, device=dev))).encode())
+        h.update(repr((name, train_seconds(cfg, 5, 40), model_sizes(cfg), step_ops(cfg), cfg.layers)).encode())
+    bad = [dict(model='cnn'), dict(depth=3), dict(model='deep', tied=True), dict(model='deep', depth=1), dict(model='transformer', heads=3),
+           dict(model='transformer', norm='batch'), dict(model='deep', norm='layer'), dict(parameterization='lazy'), dict(parameterization='x'),
+           dict(n_examples=100), dict(op='digits', p=10), dict(op='digits', model='deep', p=11), dict(op='digits', model='deep', p=10, split='authors'),
+           dict(op='digits', model='deep', p=10, n_examples=5000), dict(loss='hinge'), dict(precision='bf16'), dict(lr=float('nan')),
+           dict(train_frac=[0.0, 0.5]), dict(batch_size=10 ** 6), dict(model='transformer', init=0.1), dict(model='transformer', depth=0)]
+    for kw in bad:
+        cfg = TrainConfig(**{**dict(p=11, width=16), **kw})
+        try: cfg.validate(cfg.member_table()); msg = 'ok'
+        except Exception as e: msg = f'{type(e).__name__}: {e}'
+        h.update(msg.encode())
+    return h.hexdigest()
+
 if __name__ == '__main__':
     names = sys.argv[1:] or list(RUNS)
     for name in names:
         res = train(RUNS[name], device='cpu', progress=False)
         print(name, digest(res), flush=True)
+    if not sys.argv[1:]: print('models_and_checks', models_and_checks())

@@ -12,10 +12,14 @@ from .data import ModularTask, EnsembleData, make_data, check_fraction, check_mo
 from .models import EnsembleMLP, activation_name, init_std, NORMS
 from .device import PRECISIONS
 from .optim import LOSSES, OPTIMIZERS
+from fastcore.basics import patch
+from .deep import PARAMETERIZATIONS
+from .image_mlp import image_task
+from .families import FAMILIES, MODELS, DEFAULT_DEPTH, family, image_sets, model_class, owner
 
 # %% auto #0
-__all__ = ['PER_MEMBER', 'MODELS', 'DEFAULT_DEPTH', 'image_sets', 'task_rows', 'TrainConfig', 'n_train_rows', 'paper1_minibatch',
-           'config_task', 'config_data', 'model_class', 'config_model', 'model_from_state', 'member_frame']
+__all__ = ['PER_MEMBER', 'task_rows', 'TrainConfig', 'n_train_rows', 'paper1_minibatch', 'config_task', 'config_data',
+           'config_model', 'model_from_state', 'member_frame']
 
 # %% ../nbs/02a_config.ipynb #7e7385b1
 PER_MEMBER = ('lr', 'weight_decay', 'dropout', 'train_frac', 'noise', 'seed', 'split_seed', 'noise_seed')
@@ -34,25 +38,12 @@ def _check_real(name, v, low: float, high: float | None = None, strict: bool = F
         raise UsageError(f"{name} must be a finite number {rng}, got {v!r}")
 
 # %% ../nbs/02a_config.ipynb #121b0bf3
-MODELS = {  # model family → what it is (`config_model` builds it)
-    'mlp': "paper 1's two-layer network f = W·φ(U[:, a] + V[:, b]) (+ μ) (modmem.models)",
-    'deep': "a ReLU MLP with `depth` weight layers on the one-hot pair, or on images for an image data set (modmem.deep, modmem.image_mlp)",
-    'transformer': "an encoder-only transformer with `depth` blocks and `heads` heads over the tokens (a, b) (modmem.transformer)",
-}
-
-DEFAULT_DEPTH = {'mlp': 2, 'deep': 3, 'transformer': 1}
-
-def image_sets() -> dict:
-    "The image data sets a config's `op` may name (modmem.image_mlp.IMAGE_SETS; imported when first asked)."
-    from modmem.image_mlp import IMAGE_SETS
-    return IMAGE_SETS
-
 def task_rows(cfg: 'TrainConfig') -> int:
     "Rows of the task's table: p² pairs (p(p − 1) for division), or the images an image data set draws (`n_examples`, default all)."
     if cfg.images: return cfg.n_examples or image_sets()[cfg.op]['size']
     return n_pairs(cfg.op, cfg.p)
 
-# %% ../nbs/02a_config.ipynb #482bbcce
+# %% ../nbs/02a_config.ipynb #e662f3f8
 @dataclass
 class TrainConfig:
     "Shared settings and per-member knobs (a value or a list) of one ensemble run."
@@ -91,99 +82,32 @@ class TrainConfig:
     member_chunk: int | None = None
     precision: str = 'fp32'
 
-    def member_table(self) -> pd.DataFrame:
-        "One row per member: the product of the list-valued per-member knobs."
-        vals = {k: getattr(self, k) for k in PER_MEMBER}
-        if vals['split_seed'] is None: vals['split_seed'] = 420 if self.split == 'authors' else 0
-        vals = {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in vals.items()}
-        return pd.DataFrame(list(itertools.product(*vals.values())), columns=list(vals))
+# %% ../nbs/02a_config.ipynb #032aafe1
+@patch
+def member_table(self: TrainConfig) -> pd.DataFrame:
+    "One row per member: the product of the list-valued per-member knobs."
+    vals = {k: getattr(self, k) for k in PER_MEMBER}
+    if vals['split_seed'] is None: vals['split_seed'] = 420 if self.split == 'authors' else 0
+    vals = {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in vals.items()}
+    return pd.DataFrame(list(itertools.product(*vals.values())), columns=list(vals))
 
-    @property
-    def layers(self) -> int:
-        "The model's depth: `depth`, or its family's default (two-layer MLP 2, deep MLP 3, transformer 1 block)."
-        return DEFAULT_DEPTH.get(self.model, 2) if self.depth is None else self.depth
+# %% ../nbs/02a_config.ipynb #4f8198d0
+@patch(as_prop=True)
+def layers(self: TrainConfig) -> int:
+    "The model's depth: `depth`, or its family's default (two-layer MLP 2, deep MLP 3, transformer 1 block)."
+    return DEFAULT_DEPTH.get(self.model, 2) if self.depth is None else self.depth
 
-    @property
-    def images(self) -> bool:
-        "Whether `op` names an image data set rather than a modular operation."
-        return isinstance(self.op, str) and self.op in image_sets()
+# %% ../nbs/02a_config.ipynb #4c7beaa1
+@patch(as_prop=True)
+def images(self: TrainConfig) -> bool:
+    "Whether `op` names an image data set rather than a modular operation."
+    return isinstance(self.op, str) and self.op in image_sets()
 
-    def validate(self, members: pd.DataFrame):
-        "Raise a clear error for any bad setting, before any work starts (cheap: the task's table is not built)."
-        self.validate_model()
-        if not self.images: check_task(self.op, self.p)
-        _check_int('width', self.width, 1); _check_int('steps', self.steps, 0)
-        activation_name(self.act); check_mode(self.noise_mode)
-        if self.loss not in LOSSES: raise ValueError(f"unknown loss {self.loss!r}: use one of {LOSSES}")
-        if self.optimizer not in OPTIMIZERS: raise ValueError(f"unknown optimizer {self.optimizer!r}: use one of {OPTIMIZERS}")
-        if self.norm not in NORMS: raise ValueError(f"unknown norm {self.norm!r}: use one of {NORMS}")
-        if self.split not in ('seeded', 'authors'): raise ValueError(f"unknown split {self.split!r}: use 'seeded' or 'authors'")
-        if self.precision not in PRECISIONS: raise UsageError(f"unknown precision {self.precision!r}: use one of {PRECISIONS}")
-        if self.split == 'authors' and self.noise_mode != 'uniform':
-            raise UsageError(f"split 'authors' only has noise_mode 'uniform', got {self.noise_mode!r}")
-        if isinstance(self.init, numbers.Real) and not isinstance(self.init, bool): _check_real('init (a std)', self.init, 0, strict=True)
-        else: init_std(self.init, self.width)
-        _check_real('init_scale', self.init_scale, 0, strict=True)
-        if self.batch_size is not None: _check_int('batch_size', self.batch_size, 1, "or None (full batch)")
-        if self.member_chunk is not None: _check_int('member_chunk', self.member_chunk, 1, "or None (as many as fit)")
-        if self.log_every is not None and not isinstance(self.log_every, (list, tuple)):
-            _check_int('log_every', self.log_every, 1, "or a list of steps")
-        betas = tuple(self.betas) if isinstance(self.betas, (list, tuple)) else (self.betas,)
-        if len(betas) != 2: raise UsageError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        for b in betas: _check_real('betas', b, 0, 1)
-        _check_real('eps', self.eps, 0); _check_real('momentum', self.momentum, 0, 1)
-        missing = set(PER_MEMBER) - set(members.columns)
-        if missing: raise ValueError(f"member table lacks columns {sorted(missing)}")
-        for k in ('train_frac', 'noise'):
-            for v in members[k]: check_fraction(k, v)
-        for v in members.dropout:
-            if not 0 <= v < 1: raise ValueError(f"dropout must be in [0, 1), got {v}")
-        for k in ('lr', 'weight_decay'):
-            for v in members[k]: _check_real(k, v, 0)
-        for k in ('seed', 'split_seed', 'noise_seed'):
-            for v in members[k]: _check_int(k, v, 0, f"and <= {2 ** 63 - 1} (2**63 - 1)", high=2 ** 63 - 1)
-        pairs = task_rows(self)
-        for e, a in enumerate(members.train_frac): check_train_rows(a, pairs, e)
-        if self.batch_size is not None:
-            fewest = min(n_train_rows(self, a) for a in members.train_frac)
-            if self.batch_size > fewest:
-                raise UsageError(f"batch_size {self.batch_size} exceeds the smallest training set ({fewest} rows): use batch_size <= {fewest}")
+# %% ../nbs/02a_config.ipynb #41506099
+@patch
+def to_dict(self: TrainConfig): return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
-    def validate_model(self):
-        "Raise a UsageError for a model family, depth, head count or data set the run cannot use (before any work)."
-        if self.model not in MODELS: raise UsageError(f"unknown model {self.model!r}: use one of {sorted(MODELS)}")
-        m, lo = self.model, {'mlp': 2, 'deep': 2, 'transformer': 1}[self.model]
-        if self.depth is not None: _check_int('depth', self.depth, lo, f"for model {m!r}")
-        if m == 'mlp' and self.layers != 2: raise UsageError(f"model 'mlp' is the two-layer network (depth 2), got depth={self.depth}: use model='deep'")
-        if m != 'mlp':
-            fixed = dict(tied=False, out_bias=False, init='paper1', init_scale=1.0) if m == 'deep' else dict(out_bias=False, init='paper1', init_scale=1.0)
-            for k, v in fixed.items():
-                if getattr(self, k) != v: raise UsageError(f"{k} is a setting of model 'mlp'; model {m!r} takes {k}={v!r}, got {getattr(self, k)!r}")
-            allowed = (None, 'batch') if m == 'deep' else (None,)
-            if self.norm not in allowed: raise UsageError(f"model {m!r} takes norm in {allowed}, got {self.norm!r}")
-        from modmem.deep import PARAMETERIZATIONS
-        if self.parameterization not in PARAMETERIZATIONS:
-            raise UsageError(f"unknown parameterization {self.parameterization!r}: use one of {PARAMETERIZATIONS}")
-        if self.parameterization != 'standard' and m != 'deep':
-            raise UsageError(f"parameterization {self.parameterization!r} is a setting of model 'deep', not {m!r}")
-        _check_int('heads', self.heads, 1)
-        if m == 'transformer' and self.width % self.heads:
-            raise UsageError(f"the transformer's width (embedding) {self.width} must be a multiple of heads={self.heads}")
-        if self.n_examples is not None: _check_int('n_examples', self.n_examples, 2, "or None (the whole data set)")
-        if self.images:
-            sets = image_sets()
-            classes, size = sets[self.op]['classes'], sets[self.op]['size']
-            if m != 'deep': raise UsageError(f"image data set {self.op!r} is learned by model 'deep' (an image MLP), not {m!r}")
-            if self.p != classes: raise UsageError(f"image data set {self.op!r} has {classes} classes: set p={classes}")
-            if self.noise_mode not in ('uniform', 'wrong', 'uniform_low'):
-                raise UsageError(f"images have no (a, b) pairs: noise_mode must be 'uniform', 'wrong' or 'uniform_low', got {self.noise_mode!r}")
-            if self.split != 'seeded': raise UsageError(f"image data sets use split 'seeded', got {self.split!r}")
-            if self.n_examples is not None and self.n_examples > size:
-                raise UsageError(f"n_examples={self.n_examples} exceeds the {size} images of {self.op!r}")
-        elif self.n_examples is not None: raise UsageError(f"n_examples is a setting of image data sets ({sorted(image_sets())}), not op={self.op!r}")
-
-    def to_dict(self): return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
-
+# %% ../nbs/02a_config.ipynb #68b0e50b
 def n_train_rows(cfg: TrainConfig, train_frac: float) -> int:
     "Training rows of a member of `cfg` with train fraction `train_frac` (the split takes int(α · rows))."
     return int(train_frac * task_rows(cfg))
@@ -193,6 +117,94 @@ def _log_steps(log_every, steps):
     s = set(range(0, steps + 1, log_every)) if isinstance(log_every, int) else set(int(x) for x in log_every if 0 <= x <= steps)
     return sorted(s | {0, steps})
 
+# %% ../nbs/02a_config.ipynb #70fb0d62
+@patch
+def validate(self: TrainConfig, members: pd.DataFrame):
+    "Raise a clear error for any bad setting, before any work starts (cheap: the task's table is not built)."
+    self.validate_model()
+    if not self.images: check_task(self.op, self.p)
+    _check_int('width', self.width, 1); _check_int('steps', self.steps, 0)
+    activation_name(self.act); check_mode(self.noise_mode)
+    if self.loss not in LOSSES: raise ValueError(f"unknown loss {self.loss!r}: use one of {LOSSES}")
+    if self.optimizer not in OPTIMIZERS: raise ValueError(f"unknown optimizer {self.optimizer!r}: use one of {OPTIMIZERS}")
+    if self.norm not in NORMS: raise ValueError(f"unknown norm {self.norm!r}: use one of {NORMS}")
+    if self.split not in ('seeded', 'authors'): raise ValueError(f"unknown split {self.split!r}: use 'seeded' or 'authors'")
+    if self.precision not in PRECISIONS: raise UsageError(f"unknown precision {self.precision!r}: use one of {PRECISIONS}")
+    if self.split == 'authors' and self.noise_mode != 'uniform':
+        raise UsageError(f"split 'authors' only has noise_mode 'uniform', got {self.noise_mode!r}")
+    if isinstance(self.init, numbers.Real) and not isinstance(self.init, bool): _check_real('init (a std)', self.init, 0, strict=True)
+    else: init_std(self.init, self.width)
+    _check_real('init_scale', self.init_scale, 0, strict=True)
+    if self.batch_size is not None: _check_int('batch_size', self.batch_size, 1, "or None (full batch)")
+    if self.member_chunk is not None: _check_int('member_chunk', self.member_chunk, 1, "or None (as many as fit)")
+    if self.log_every is not None and not isinstance(self.log_every, (list, tuple)):
+        _check_int('log_every', self.log_every, 1, "or a list of steps")
+    betas = tuple(self.betas) if isinstance(self.betas, (list, tuple)) else (self.betas,)
+    if len(betas) != 2: raise UsageError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+    for b in betas: _check_real('betas', b, 0, 1)
+    _check_real('eps', self.eps, 0); _check_real('momentum', self.momentum, 0, 1)
+    self.validate_members(members)
+
+# %% ../nbs/02a_config.ipynb #914725b8
+@patch
+def validate_members(self: TrainConfig, members: pd.DataFrame):
+    "Raise a clear error for a member table with a missing column or a per-member value a run cannot use."
+    missing = set(PER_MEMBER) - set(members.columns)
+    if missing: raise ValueError(f"member table lacks columns {sorted(missing)}")
+    for k in ('train_frac', 'noise'):
+        for v in members[k]: check_fraction(k, v)
+    for v in members.dropout:
+        if not 0 <= v < 1: raise ValueError(f"dropout must be in [0, 1), got {v}")
+    for k in ('lr', 'weight_decay'):
+        for v in members[k]: _check_real(k, v, 0)
+    for k in ('seed', 'split_seed', 'noise_seed'):
+        for v in members[k]: _check_int(k, v, 0, f"and <= {2 ** 63 - 1} (2**63 - 1)", high=2 ** 63 - 1)
+    pairs = task_rows(self)
+    for e, a in enumerate(members.train_frac): check_train_rows(a, pairs, e)
+    if self.batch_size is not None:
+        fewest = min(n_train_rows(self, a) for a in members.train_frac)
+        if self.batch_size > fewest:
+            raise UsageError(f"batch_size {self.batch_size} exceeds the smallest training set ({fewest} rows): use batch_size <= {fewest}")
+
+# %% ../nbs/02a_config.ipynb #c2dd3ead
+@patch
+def validate_model(self: TrainConfig):
+    "Raise a UsageError for a model family, depth, head count or data set the run cannot use (before any work)."
+    if self.model not in MODELS: raise UsageError(f"unknown model {self.model!r}: use one of {sorted(MODELS)}")
+    m, fam = self.model, family(self)
+    if self.depth is not None: _check_int('depth', self.depth, fam.min_depth, f"for model {m!r}")
+    if fam.max_depth is not None and self.layers > fam.max_depth:
+        raise UsageError(f"model {m!r} is the {_NUMBERS.get(fam.max_depth, fam.max_depth)}-layer network (depth {fam.max_depth}), got depth={self.depth}: use model={fam.deeper!r}")
+    for k, v in fam.fixed.items():
+        if getattr(self, k) != v: raise UsageError(f"{k} is a setting of model {owner(k)!r}; model {m!r} takes {k}={v!r}, got {getattr(self, k)!r}")
+    if fam.norms is not None and self.norm not in fam.norms: raise UsageError(f"model {m!r} takes norm in {fam.norms}, got {self.norm!r}")
+    if self.parameterization not in PARAMETERIZATIONS:
+        raise UsageError(f"unknown parameterization {self.parameterization!r}: use one of {PARAMETERIZATIONS}")
+    if self.parameterization not in fam.parameterizations:
+        raise UsageError(f"parameterization {self.parameterization!r} is a setting of model {owner('parameterization', self.parameterization)!r}, not {m!r}")
+    _check_int('heads', self.heads, 1)
+    if fam.heads and self.width % self.heads:
+        raise UsageError(f"the transformer's width (embedding) {self.width} must be a multiple of heads={self.heads}")
+    if self.n_examples is not None: _check_int('n_examples', self.n_examples, 2, "or None (the whole data set)")
+    if self.images: self.validate_images()
+    elif self.n_examples is not None: raise UsageError(f"n_examples is a setting of image data sets ({sorted(image_sets())}), not op={self.op!r}")
+
+_NUMBERS = {2: 'two', 3: 'three'}
+
+# %% ../nbs/02a_config.ipynb #e1ad76b0
+@patch
+def validate_images(self: TrainConfig):
+    "Raise a UsageError for a setting an image data set cannot use (its family, classes, noise mode, split or size)."
+    m, sets = self.model, image_sets()
+    classes, size = sets[self.op]['classes'], sets[self.op]['size']
+    if not family(self).images: raise UsageError(f"image data set {self.op!r} is learned by model {owner('images')!r} (an image MLP), not {m!r}")
+    if self.p != classes: raise UsageError(f"image data set {self.op!r} has {classes} classes: set p={classes}")
+    if self.noise_mode not in ('uniform', 'wrong', 'uniform_low'):
+        raise UsageError(f"images have no (a, b) pairs: noise_mode must be 'uniform', 'wrong' or 'uniform_low', got {self.noise_mode!r}")
+    if self.split != 'seeded': raise UsageError(f"image data sets use split 'seeded', got {self.split!r}")
+    if self.n_examples is not None and self.n_examples > size:
+        raise UsageError(f"n_examples={self.n_examples} exceeds the {size} images of {self.op!r}")
+
 # %% ../nbs/02a_config.ipynb #89e63e20
 def paper1_minibatch(batch_size: int, base_steps: int = 2000, base_lr: float = 0.01, base_batch: int = 256):
     "Steps and learning rate of paper 1's minibatch runs for `batch_size`."
@@ -201,9 +213,7 @@ def paper1_minibatch(batch_size: int, base_steps: int = 2000, base_lr: float = 0
 # %% ../nbs/02a_config.ipynb #722119ca
 def config_task(cfg: TrainConfig):
     "The task table of `cfg`: a `ModularTask`, or the images of an image data set (`modmem.image_mlp.image_task`)."
-    if cfg.images:
-        from modmem.image_mlp import image_task
-        return image_task(cfg.op, cfg.n_examples)
+    if cfg.images: return image_task(cfg.op, cfg.n_examples)
     return ModularTask(cfg.op, cfg.p)
 
 def config_data(cfg: TrainConfig, members: pd.DataFrame | None = None, task=None) -> EnsembleData:
@@ -212,22 +222,10 @@ def config_data(cfg: TrainConfig, members: pd.DataFrame | None = None, task=None
     return make_data(task or config_task(cfg), members.train_frac.tolist(), members.noise.tolist(), cfg.noise_mode,
                      members.split_seed.astype(int).tolist(), members.noise_seed.astype(int).tolist(), cfg.split)
 
-def model_class(cfg: TrainConfig) -> tuple[type, dict]:
-    "The ensemble class of `cfg`'s model family and the constructor settings `cfg` fixes for it (besides p, width, members, seeds, dropout)."
-    if cfg.model == 'mlp': return EnsembleMLP, dict(act=cfg.act, norm=cfg.norm, tied=cfg.tied, out_bias=cfg.out_bias)
-    if cfg.model == 'deep' and cfg.images:
-        from modmem.image_mlp import EnsembleImageMLP
-        return EnsembleImageMLP, dict(depth=cfg.layers, act=cfg.act, n_inputs=image_sets()[cfg.op]['inputs'])
-    if cfg.model == 'deep':
-        from modmem.deep import EnsembleDeepMLP
-        return EnsembleDeepMLP, dict(depth=cfg.layers, act=cfg.act, parameterization=cfg.parameterization, norm=cfg.norm)
-    from modmem.transformer import EnsembleTransformer
-    return EnsembleTransformer, dict(depth=cfg.layers, heads=cfg.heads, act=cfg.act, tied=cfg.tied)
-
 def config_model(cfg: TrainConfig, members: pd.DataFrame, device: str | torch.device | None = None) -> EnsembleMLP:
     "The freshly initialized ensemble `train` builds for `cfg` and its member table, on `device` (any model family)."
     cls, settings = model_class(cfg)
-    if cfg.model == 'mlp': settings.update(init=cfg.init, init_scale=cfg.init_scale)
+    if family(cfg).init: settings.update(init=cfg.init, init_scale=cfg.init_scale)
     return cls(cfg.p, cfg.width, len(members), seeds=members.seed.astype(int).tolist(), dropout=members.dropout.tolist(),
                device=device, **settings)
 

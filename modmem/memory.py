@@ -9,7 +9,8 @@ import torch
 from .data import UsageError
 from .device import available_memory, _free_memory
 from .optim import EVAL_BUDGET, model_row_floats
-from .config import TrainConfig, task_rows, image_sets, n_train_rows, config_model, _log_steps
+from .families import family, image_sets
+from .config import TrainConfig, task_rows, n_train_rows, config_model, _log_steps
 
 # %% auto #0
 __all__ = ['CPU_TILE_FLOATS', 'STATE_TENSORS', 'REFERENCE_GPU', 'LOOKUP_PARAMS', 'member_params', 'model_sizes', 'train_memory',
@@ -32,7 +33,7 @@ def _row_floats(width: int, n_out: int, dropout: bool, norm) -> int:
 
 def model_sizes(cfg: TrainConfig) -> tuple[int, int]:
     "Parameters of one member of `cfg`'s model, and the floats one training row of one member keeps alive at a step's peak."
-    if cfg.model == 'mlp':
+    if family(cfg).formula_sizes:
         return member_params(cfg.p, cfg.width, None, cfg.tied, cfg.out_bias, cfg.norm), _row_floats(cfg.width, cfg.p, _has_dropout(cfg), cfg.norm)
     m = config_model(cfg, cfg.member_table().iloc[:1], 'meta')  # shapes only: no memory, no random draws
     return sum(q[0].numel() for q in m.parameters()), m.row_floats()
@@ -57,7 +58,7 @@ def train_memory(cfg: TrainConfig, n_members: int, rows: int, slice_members: int
     else:
         n = min(n_members, slice_members or n_members)
         activations, eval_pass = 4 * n * rows * per_row, EVAL_BUDGET['cuda']
-    eval_row = 2 * N + 4 * C if cfg.model == 'mlp' else per_row
+    eval_row = 2 * N + 4 * C if family(cfg).formula_sizes else per_row
     evaluation = 4 * n_members * n_pairs * 4 + min(eval_pass, 4 * n_members * n_pairs * eval_row)
     return dict(state=state, data=data, activations=activations, evaluation=evaluation,
                 total=state + data + max(activations, evaluation))
@@ -103,14 +104,14 @@ LOOKUP_PARAMS = ('emb_a', 'emb_b', 'tok', 'pos')  # tables a row reads one entry
 
 def _dense_params(cfg: TrainConfig) -> tuple[int, int]:
     "(weights one training row multiplies through, tokens per row) of one member of `cfg`'s model."
-    if cfg.model == 'mlp': return cfg.width * cfg.p + (2 * cfg.width if cfg.norm else 0), 1
+    if family(cfg).formula_sizes: return cfg.width * cfg.p + (2 * cfg.width if cfg.norm else 0), 1
     m = config_model(cfg, cfg.member_table().iloc[:1], 'meta')  # shapes only
     dense = sum(q[0].numel() for n, q in m.named_parameters() if n not in LOOKUP_PARAMS)
-    return dense, (m.pos.shape[1] if cfg.model == 'transformer' else 1)
+    return dense, (m.pos.shape[1] if family(cfg).tokens else 1)
 
 def step_ops(cfg: TrainConfig) -> int:
     "About how many operations (kernel launches) one training step of `cfg` dispatches, whatever the number of members."
-    ops = {'mlp': 20, 'deep': 45, 'transformer': 190}[cfg.model]   # as `modmem.benchmark.op_table` counts them
+    ops = family(cfg).step_ops   # as `modmem.benchmark.op_table` counts them
     ops += 70 * bool(cfg.norm) + 25 * _has_dropout(cfg) + 20 * bool(cfg.batch_size) + 90 * (cfg.optimizer == 'muon')
     return ops
 

@@ -20,6 +20,7 @@ from .storage import check_out, write_run, INCOMPLETE
 from .device import *
 from .device import _free_memory
 from .metrics import *
+from .families import *
 from .optim import *
 from .optim import _masked_mean
 from .config import *
