@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .models import ACTIVATIONS, activation_name, EnsembleMLP, _member_knobs
+from .models import ACTIVATIONS, activation_name, Ensemble, EnsembleMLP, _member_knobs
 from .data import check_fraction
 
 # %% auto #0
@@ -180,7 +180,7 @@ def image_task(name: str, n_examples: int | None = None, seed: int = 0, root: st
     return ImageTask(name, x, y, IMAGE_SETS[name]['classes'])
 
 # %% ../nbs/01c_image_mlp.ipynb #c009
-class EnsembleImageMLP(nn.Module):
+class EnsembleImageMLP(Ensemble):
     "E bias-free ReLU MLPs with `depth` weight layers on images: x → W₁ → φ → (H_l → φ)… → W; the images are data the model looks up by row index."
     manual_grads = False  # trained through autograd
     norm = None
@@ -216,12 +216,6 @@ class EnsembleImageMLP(nn.Module):
         if L: out['inner'] = torch.stack(H)
         return {k: v.contiguous().to(device) for k, v in out.items()}
 
-    _set_dropout = EnsembleMLP._set_dropout
-    dropout_mask = EnsembleMLP.dropout_mask
-    params, leaves = EnsembleMLP.params, EnsembleMLP.leaves
-    param_names = EnsembleMLP.param_names
-    from_state = classmethod(EnsembleMLP.from_state.__func__)
-    act = EnsembleMLP.act
 
     def set_images(self, x: torch.Tensor) -> 'EnsembleImageMLP':
         "Give the model the images [n, n_inputs] its row indices name (a task's `images(device)`), on its device."

@@ -9,9 +9,11 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['ACTIVATIONS', 'INITS', 'NORMS', 'DROPOUT_LEVELS', 'activation_name', 'init_std', 'EnsembleMLP', 'analytic_solution']
+__all__ = ['ACTIVATIONS', 'INITS', 'NORMS', 'DROPOUT_LEVELS', 'activation_name', 'init_std', 'Ensemble', 'EnsembleMLP',
+           'analytic_solution']
 
 # %% ../nbs/01_models.ipynb #c005
 ACTIVATIONS = {
@@ -81,7 +83,7 @@ class _FirstLayer(torch.autograd.Function):
         gb = _lookup_grad(ib, dh, E * p).view(E, p, N)
         return ga, gb, None, None, None, None  # a tied model passes one table twice: autograd adds the two
 
-# %% ../nbs/01_models.ipynb #c011
+# %% ../nbs/01_models.ipynb #613be08e
 def _batch_norm(h: torch.Tensor, valid, running_mean: torch.Tensor, running_var: torch.Tensor, training: bool) -> torch.Tensor:
     "BatchNorm of h [n, B, N] over each member's valid rows (padding excluded); in training it updates the views `running_mean`, `running_var` [n, N] in place."
     if not training: return (h - running_mean[:, None]) / torch.sqrt(running_var[:, None] + 1e-5)
@@ -115,9 +117,108 @@ def _member_knobs(seeds, dropout, E: int) -> tuple[list[int], torch.Tensor]:
     if ((rates < 0) | (rates >= 1)).any(): raise ValueError(f"dropout must be in [0, 1), got {rates.tolist()}")
     return seeds, rates
 
+# %% ../nbs/01_models.ipynb #c011h
+_K_SEED, _K_STEP, _K_WORD = -0x61C8864680B583EB, -0x2E4AB5CD2E6D12FD, -0x24B0F46E8A51DE9B  # odd 64-bit constants (signed)
+
+def _int64(x: int) -> int:
+    "x mod 2⁶⁴ as the signed 64-bit integer a torch int64 holds."
+    x %= 2 ** 64
+    return x - 2 ** 64 if x >= 2 ** 63 else x
+
+def _mix64(x: int) -> int:
+    "SplitMix64's finalizer of a signed 64-bit integer, on the host."
+    x %= 2 ** 64
+    x ^= x >> 30; x = x * 0xBF58476D1CE4E5B9 % 2 ** 64
+    x ^= x >> 27; x = x * 0x94D049BB133111EB % 2 ** 64
+    return _int64(x ^ (x >> 31))
+
+def _mix64_(z: torch.Tensor) -> torch.Tensor:
+    "`_mix64` of every element of an int64 tensor, in place (torch's `>>` is arithmetic: the mask makes it logical)."
+    z.bitwise_xor_((z >> 30).bitwise_and_(2 ** 34 - 1)).mul_(_int64(0xBF58476D1CE4E5B9))
+    z.bitwise_xor_((z >> 27).bitwise_and_(2 ** 37 - 1)).mul_(_int64(0x94D049BB133111EB))
+    return z.bitwise_xor_((z >> 31).bitwise_and_(2 ** 33 - 1))
+
+def _word_counters(model, words: int) -> torch.Tensor:
+    "Counters [words] of a mask's 64-bit words (word w adds w·K), made once per device and grown when a larger mask asks."
+    dev = model.dropout.device
+    cache = model.__dict__.setdefault('_dropout_words', {})
+    c = cache.get(str(dev))
+    if c is None or len(c) < words: c = cache[str(dev)] = torch.arange(words, device=dev) * _K_WORD
+    return c[:words]
+
+# %% ../nbs/01_models.ipynb #520407e2
 DROPOUT_LEVELS = 65536  # dropout masks compare 16 random bits per element with round(rate·65536)
 
-class EnsembleMLP(nn.Module):
+class Ensemble(nn.Module):
+    """E networks of one family with stacked parameters [E, …], trained as one: the base class of every model family.
+    A family sets `p`, `width`, `n_members`, `n_out`, `seeds`, `act`, `norm` and a `dropout` buffer [E], calls
+    `_set_dropout(rates)`, and defines `forward(a, b, valid, members, params, mask)`."""
+    manual_grads = False  # whether the trainer may use the hand-written gradients of `modmem.grads`
+
+    @property
+    def act(self): return self._act
+    @act.setter
+    def act(self, name): self._act = activation_name(name)
+
+    @property
+    def param_names(self) -> list[str]: return [n for n, _ in self.named_parameters()]
+
+    def row_floats(self) -> int | None:
+        "Floats one example of one member keeps alive in a training step, or None to let the memory model count them."
+        return None
+
+# %% ../nbs/01_models.ipynb #ba2af644
+@patch
+def params(self: Ensemble, members: slice = slice(None)) -> dict[str, torch.Tensor]:
+    "The stacked parameters of the members in `members` (views that autograd tracks back to the whole)."
+    return {n: q[members] for n, q in self.named_parameters()}
+
+@patch
+def leaves(self: Ensemble, members: slice = slice(None)) -> dict[str, torch.Tensor]:
+    "Slice-local leaf tensors: views of the members' parameters that get gradients of their own size."
+    return {n: q.detach()[members].requires_grad_() for n, q in self.named_parameters()}
+
+# %% ../nbs/01_models.ipynb #6eac8da6
+@patch
+def _set_dropout(self: Ensemble, rates: list[float]):
+    "Host-side dropout settings (so the forward pass never asks the device) and the per-member mask constants."
+    self.dropout_rates = [float(r) for r in rates]
+    self.has_dropout = any(r > 0 for r in self.dropout_rates)
+    drop = [round(r * DROPOUT_LEVELS) for r in self.dropout_rates]
+    dev = self.dropout.device
+    self.register_buffer('_drop_threshold', torch.tensor([d - DROPOUT_LEVELS // 2 for d in drop], dtype=torch.int16,
+                                                         device=dev).view(-1, 1, 1), persistent=False)
+    self.register_buffer('_keep_scale', torch.tensor([DROPOUT_LEVELS / (DROPOUT_LEVELS - d) for d in drop],
+                                                     device=dev).view(-1, 1, 1), persistent=False)
+    self.register_buffer('_dropout_key', torch.tensor([[_mix64(_int64((int(s) + 1) * _K_SEED))] for s in self.seeds], dtype=torch.int64,
+                                                      device=dev), persistent=False)
+
+# %% ../nbs/01_models.ipynb #b885f8b5
+@patch(cls_method=True)
+def from_state(cls: Ensemble, state: dict, p: int, width: int, n_members: int, device: str | torch.device | None = None, **settings) -> 'Ensemble':
+    "A model holding the weights of `state` (a state dict), built with no random init, on `device` (default: the state's); `settings` are the constructor's (act, norm, tied, …)."
+    device = torch.device(device if device is not None else next(iter(state.values())).device)
+    dropout = state['dropout'].detach().to('cpu', torch.float32).tolist() if 'dropout' in state else 0.0
+    m = cls(p, width, n_members, dropout=dropout, device='meta', **settings)
+    m = m.to_empty(device=device)
+    m.load_state_dict(state)
+    m._set_dropout(m.dropout_rates)
+    return m
+
+# %% ../nbs/01_models.ipynb #54b47e27
+@patch
+def dropout_mask(self: Ensemble, shape, members: slice = slice(None), step: int | torch.Tensor | None = None) -> torch.Tensor:
+    "Dropout multipliers [n, B, N] (0 or 1/keep) of the members in `members` at `step` (an int or an int64 tensor on the device): one counter-based draw for the slice."
+    n, B, N = shape
+    step = self.step if step is None else step
+    key = self._dropout_key[members]  # [n, 1]: each member's key, from its seed only
+    key = torch.add(key, step, alpha=_K_STEP) if torch.is_tensor(step) else key + _int64(int(step) * _K_STEP)
+    words = -(-B * N // 4)  # 64-bit words per member: four 16-bit draws each
+    b16 = _mix64_(key + _word_counters(self, words)).view(torch.int16)[:, :B * N].view(n, B, N)
+    return torch.mul(b16 >= self._drop_threshold[members], self._keep_scale[members])
+
+# %% ../nbs/01_models.ipynb #76e2984d
+class EnsembleMLP(Ensemble):
     "E two-layer MLPs f = W·φ(U[:, a] + V[:, b]) (+ μ) with stacked parameters."
     manual_grads = True  # the trainer may use its hand-written gradients (`slice_grads`) when there is no normalization
     def __init__(self, p: int, width: int = 500, n_members: int = 1, act: str = 'quad', init: str | float = 'paper1',
@@ -149,156 +250,94 @@ class EnsembleMLP(nn.Module):
         self._set_dropout(rates.tolist())
         self.step = 0  # the training step: dropout masks are a function of (member seed, step, position)
 
-    def _draw(self, init, init_scale, device):
-        "Each member's init from a generator seeded with its seed, in the authors' order."
-        p, width = self.p, self.width
-        std = init_std(init, width) * init_scale
-        U, V, W = [], [], []
-        for s in self.seeds:
-            g = torch.Generator(device).manual_seed(int(s))
-            if init == 'paper1':  # the authors' nn.Linear layers draw their default init before the normal one
-                torch.empty(width, 2 * p, device=device).uniform_(generator=g)
-                torch.empty(self.n_out, width, device=device).uniform_(generator=g)
-            first = torch.empty(width, 2 * p, device=device).normal_(0, std, generator=g)
-            W.append(torch.empty(self.n_out, width, device=device).normal_(0, std, generator=g))
-            U.append(first[:, :p]); V.append(first[:, p:])
-        return dict(emb_a=torch.stack(U).transpose(1, 2).contiguous(), emb_b=torch.stack(V).transpose(1, 2).contiguous(),
-                    unemb=torch.stack(W).transpose(1, 2).contiguous())
+# %% ../nbs/01_models.ipynb #4d1c560b
+@patch
+def _draw(self: EnsembleMLP, init, init_scale, device):
+    "Each member's init from a generator seeded with its seed, in the authors' order."
+    p, width = self.p, self.width
+    std = init_std(init, width) * init_scale
+    U, V, W = [], [], []
+    for s in self.seeds:
+        g = torch.Generator(device).manual_seed(int(s))
+        if init == 'paper1':  # the authors' nn.Linear layers draw their default init before the normal one
+            torch.empty(width, 2 * p, device=device).uniform_(generator=g)
+            torch.empty(self.n_out, width, device=device).uniform_(generator=g)
+        first = torch.empty(width, 2 * p, device=device).normal_(0, std, generator=g)
+        W.append(torch.empty(self.n_out, width, device=device).normal_(0, std, generator=g))
+        U.append(first[:, :p]); V.append(first[:, p:])
+    return dict(emb_a=torch.stack(U).transpose(1, 2).contiguous(), emb_b=torch.stack(V).transpose(1, 2).contiguous(),
+                unemb=torch.stack(W).transpose(1, 2).contiguous())
 
-    def _set_dropout(self, rates: list[float]):
-        "Host-side dropout settings (so the forward pass never asks the device) and the per-member mask constants."
-        self.dropout_rates = [float(r) for r in rates]
-        self.has_dropout = any(r > 0 for r in self.dropout_rates)
-        drop = [round(r * DROPOUT_LEVELS) for r in self.dropout_rates]
-        dev = self.dropout.device
-        self.register_buffer('_drop_threshold', torch.tensor([d - DROPOUT_LEVELS // 2 for d in drop], dtype=torch.int16,
-                                                             device=dev).view(-1, 1, 1), persistent=False)
-        self.register_buffer('_keep_scale', torch.tensor([DROPOUT_LEVELS / (DROPOUT_LEVELS - d) for d in drop],
-                                                         device=dev).view(-1, 1, 1), persistent=False)
-        self.register_buffer('_dropout_key', torch.tensor([[_mix64(_int64((int(s) + 1) * _K_SEED))] for s in self.seeds], dtype=torch.int64,
-                                                          device=dev), persistent=False)
+# %% ../nbs/01_models.ipynb #58230b86
+@patch(as_prop=True)
+def U(self: EnsembleMLP): return self.emb_a.transpose(1, 2)
 
-    @classmethod
-    def from_state(cls, state: dict, p: int, width: int, n_members: int, device: str | torch.device | None = None, **settings) -> 'EnsembleMLP':
-        "A model holding the weights of `state` (a state dict), built with no random init, on `device` (default: the state's); `settings` are the constructor's (act, norm, tied, …)."
-        device = torch.device(device if device is not None else next(iter(state.values())).device)
-        dropout = state['dropout'].detach().to('cpu', torch.float32).tolist() if 'dropout' in state else 0.0
-        m = cls(p, width, n_members, dropout=dropout, device='meta', **settings)
-        m = m.to_empty(device=device)
-        m.load_state_dict(state)
-        m._set_dropout(m.dropout_rates)
-        return m
+@patch(as_prop=True)
+def V(self: EnsembleMLP): return (self.emb_a if self.tied else self.emb_b).transpose(1, 2)
 
-    @property
-    def act(self): return self._act
-    @act.setter
-    def act(self, name): self._act = activation_name(name)
+@patch(as_prop=True)
+def W(self: EnsembleMLP): return self.unemb.transpose(1, 2)
 
-    @property
-    def U(self): return self.emb_a.transpose(1, 2)
-    @property
-    def V(self): return (self.emb_a if self.tied else self.emb_b).transpose(1, 2)
-    @property
-    def W(self): return self.unemb.transpose(1, 2)
-    @property
-    def param_names(self) -> list[str]: return [n for n, _ in self.named_parameters()]
+# %% ../nbs/01_models.ipynb #e60fa67d
+@patch
+def set_weights(self: EnsembleMLP, U=None, V=None, W=None):
+    "Overwrite U, V [E, N, p] and W [E, p, N] (paper orientation) in place."
+    with torch.no_grad():
+        dev = self.emb_a.device
+        if U is not None: self.emb_a.copy_(torch.as_tensor(U, device=dev).transpose(1, 2))
+        if V is not None:
+            if self.tied: raise ValueError("a tied model has no separate V: set U")
+            self.emb_b.copy_(torch.as_tensor(V, device=dev).transpose(1, 2))
+        if W is not None: self.unemb.copy_(torch.as_tensor(W, device=dev).transpose(1, 2))
+    return self
 
-    def params(self, members: slice = slice(None)) -> dict[str, torch.Tensor]:
-        "The stacked parameters of the members in `members` (views that autograd tracks back to the whole)."
-        return {n: q[members] for n, q in self.named_parameters()}
+@patch
+def with_activation(self: EnsembleMLP, act: str) -> 'EnsembleMLP':
+    "A copy of this model that uses activation `act`."
+    m = copy.deepcopy(self); m.act = act
+    return m
 
-    def leaves(self, members: slice = slice(None)) -> dict[str, torch.Tensor]:
-        "Slice-local leaf tensors: views of the members' parameters that get gradients of their own size."
-        return {n: q.detach()[members].requires_grad_() for n, q in self.named_parameters()}
+# %% ../nbs/01_models.ipynb #efa6212a
+@patch
+def hidden(self: EnsembleMLP, a: torch.Tensor, b: torch.Tensor, members: slice = slice(None), params: dict | None = None) -> torch.Tensor:
+    "Pre-activations U[:, a] + V[:, b] as [E, B, N] (of the members in `members`)."
+    P = self.params(members) if params is None else params
+    emb_a = P['emb_a']
+    emb_b = emb_a if self.tied else P['emb_b']
+    if a.dim() == 1: a, b = a.expand(emb_a.shape[0], -1), b.expand(emb_a.shape[0], -1)
+    return _lookup(emb_a, emb_b, a, b)[0]
 
-    def set_weights(self, U=None, V=None, W=None):
-        "Overwrite U, V [E, N, p] and W [E, p, N] (paper orientation) in place."
-        with torch.no_grad():
-            dev = self.emb_a.device
-            if U is not None: self.emb_a.copy_(torch.as_tensor(U, device=dev).transpose(1, 2))
-            if V is not None:
-                if self.tied: raise ValueError("a tied model has no separate V: set U")
-                self.emb_b.copy_(torch.as_tensor(V, device=dev).transpose(1, 2))
-            if W is not None: self.unemb.copy_(torch.as_tensor(W, device=dev).transpose(1, 2))
-        return self
+# %% ../nbs/01_models.ipynb #47fe41cf
+@patch
+def _normalize(self: EnsembleMLP, h, valid, members=slice(None), params=None):
+    P = self.params(members) if params is None else params
+    weight, bias = P['norm_weight'][:, None], P['norm_bias'][:, None]
+    if self.norm == 'layer':
+        h = F.layer_norm(h, (self.width,), eps=1e-5)
+    else: h = _batch_norm(h, valid, self.running_mean[members], self.running_var[members], self.training)
+    return h * weight + bias
 
-    def with_activation(self, act: str) -> 'EnsembleMLP':
-        "A copy of this model that uses activation `act`."
-        m = copy.deepcopy(self); m.act = act
-        return m
+# %% ../nbs/01_models.ipynb #a2d820fb
+@patch
+def forward(self: EnsembleMLP, a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor | None = None,
+            members: slice = slice(None), params: dict | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+    "Logits [E, B, n_out] for index tensors a, b [E, B] or [B]; `members` selects a slice, `params` slice-local leaves."
+    P = self.params(members) if params is None else params
+    emb_a = P['emb_a']
+    emb_b = emb_a if self.tied else P['emb_b']
+    if a.dim() == 1: a, b = a.expand(emb_a.shape[0], -1), b.expand(emb_a.shape[0], -1)
+    if self.training and mask is None and self.has_dropout and any(self.dropout_rates[e] > 0 for e in range(self.n_members)[members]):
+        mask = self.dropout_mask((emb_a.shape[0], a.shape[1], self.width), members)
+    h = _FirstLayer.apply(emb_a, emb_b, a, b, mask if self.training else None, self.act)
+    if self.norm is not None: h = self._normalize(h, valid, members, P)
+    out = torch.bmm(h, P['unemb'])
+    return out if self.bias is None else out + P['bias'][:, None]
 
-    def hidden(self, a: torch.Tensor, b: torch.Tensor, members: slice = slice(None), params: dict | None = None) -> torch.Tensor:
-        "Pre-activations U[:, a] + V[:, b] as [E, B, N] (of the members in `members`)."
-        P = self.params(members) if params is None else params
-        emb_a = P['emb_a']
-        emb_b = emb_a if self.tied else P['emb_b']
-        if a.dim() == 1: a, b = a.expand(emb_a.shape[0], -1), b.expand(emb_a.shape[0], -1)
-        return _lookup(emb_a, emb_b, a, b)[0]
-
-    def dropout_mask(self, shape, members: slice = slice(None), step: int | torch.Tensor | None = None) -> torch.Tensor:
-        "Dropout multipliers [n, B, N] (0 or 1/keep) of the members in `members` at `step` (an int or an int64 tensor on the device): one counter-based draw for the slice."
-        n, B, N = shape
-        step = self.step if step is None else step
-        key = self._dropout_key[members]  # [n, 1]: each member's key, from its seed only
-        key = torch.add(key, step, alpha=_K_STEP) if torch.is_tensor(step) else key + _int64(int(step) * _K_STEP)
-        words = -(-B * N // 4)  # 64-bit words per member: four 16-bit draws each
-        b16 = _mix64_(key + _word_counters(self, words)).view(torch.int16)[:, :B * N].view(n, B, N)
-        return torch.mul(b16 >= self._drop_threshold[members], self._keep_scale[members])
-
-    def _normalize(self, h, valid, members=slice(None), params=None):
-        P = self.params(members) if params is None else params
-        weight, bias = P['norm_weight'][:, None], P['norm_bias'][:, None]
-        if self.norm == 'layer':
-            h = F.layer_norm(h, (self.width,), eps=1e-5)
-        else: h = _batch_norm(h, valid, self.running_mean[members], self.running_var[members], self.training)
-        return h * weight + bias
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor | None = None,
-                members: slice = slice(None), params: dict | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
-        "Logits [E, B, n_out] for index tensors a, b [E, B] or [B]; `members` selects a slice, `params` slice-local leaves."
-        P = self.params(members) if params is None else params
-        emb_a = P['emb_a']
-        emb_b = emb_a if self.tied else P['emb_b']
-        if a.dim() == 1: a, b = a.expand(emb_a.shape[0], -1), b.expand(emb_a.shape[0], -1)
-        if self.training and mask is None and self.has_dropout and any(self.dropout_rates[e] > 0 for e in range(self.n_members)[members]):
-            mask = self.dropout_mask((emb_a.shape[0], a.shape[1], self.width), members)
-        h = _FirstLayer.apply(emb_a, emb_b, a, b, mask if self.training else None, self.act)
-        if self.norm is not None: h = self._normalize(h, valid, members, P)
-        out = torch.bmm(h, P['unemb'])
-        return out if self.bias is None else out + P['bias'][:, None]
-
-    def extra_repr(self):
-        return (f"p={self.p}, width={self.width}, n_members={self.n_members}, act={self.act!r}, norm={self.norm!r}, "
-                f"tied={self.tied}, out_bias={self.bias is not None}")
-
-# %% ../nbs/01_models.ipynb #c011h
-_K_SEED, _K_STEP, _K_WORD = -0x61C8864680B583EB, -0x2E4AB5CD2E6D12FD, -0x24B0F46E8A51DE9B  # odd 64-bit constants (signed)
-
-def _int64(x: int) -> int:
-    "x mod 2⁶⁴ as the signed 64-bit integer a torch int64 holds."
-    x %= 2 ** 64
-    return x - 2 ** 64 if x >= 2 ** 63 else x
-
-def _mix64(x: int) -> int:
-    "SplitMix64's finalizer of a signed 64-bit integer, on the host."
-    x %= 2 ** 64
-    x ^= x >> 30; x = x * 0xBF58476D1CE4E5B9 % 2 ** 64
-    x ^= x >> 27; x = x * 0x94D049BB133111EB % 2 ** 64
-    return _int64(x ^ (x >> 31))
-
-def _mix64_(z: torch.Tensor) -> torch.Tensor:
-    "`_mix64` of every element of an int64 tensor, in place (torch's `>>` is arithmetic: the mask makes it logical)."
-    z.bitwise_xor_((z >> 30).bitwise_and_(2 ** 34 - 1)).mul_(_int64(0xBF58476D1CE4E5B9))
-    z.bitwise_xor_((z >> 27).bitwise_and_(2 ** 37 - 1)).mul_(_int64(0x94D049BB133111EB))
-    return z.bitwise_xor_((z >> 31).bitwise_and_(2 ** 33 - 1))
-
-def _word_counters(model, words: int) -> torch.Tensor:
-    "Counters [words] of a mask's 64-bit words (word w adds w·K), made once per device and grown when a larger mask asks."
-    dev = model.dropout.device
-    cache = model.__dict__.setdefault('_dropout_words', {})
-    c = cache.get(str(dev))
-    if c is None or len(c) < words: c = cache[str(dev)] = torch.arange(words, device=dev) * _K_WORD
-    return c[:words]
+# %% ../nbs/01_models.ipynb #bb5e681e
+@patch
+def extra_repr(self: EnsembleMLP):
+    return (f"p={self.p}, width={self.width}, n_members={self.n_members}, act={self.act!r}, norm={self.norm!r}, "
+            f"tied={self.tied}, out_bias={self.bias is not None}")
 
 # %% ../nbs/01_models.ipynb #c022
 def analytic_solution(p: int, width: int = 500, n_members: int = 1, seed: int = 0, device: str | torch.device | None = None) -> EnsembleMLP:

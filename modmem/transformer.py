@@ -9,7 +9,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .models import ACTIVATIONS, activation_name, EnsembleMLP, _member_knobs
+from .models import ACTIVATIONS, activation_name, Ensemble, EnsembleMLP, _member_knobs
 
 # %% auto #0
 __all__ = ['BLOCK_WEIGHTS', 'EnsembleTransformer', 'Transformer', 'unembedding_filtration']
@@ -17,7 +17,7 @@ __all__ = ['BLOCK_WEIGHTS', 'EnsembleTransformer', 'Transformer', 'unembedding_f
 # %% ../nbs/01b_transformer.ipynb #c005
 BLOCK_WEIGHTS = ('q', 'k', 'v', 'o', 'mlp_in', 'mlp_out')  # per block, each [E, L, fan_in, fan_out]
 
-class EnsembleTransformer(nn.Module):
+class EnsembleTransformer(Ensemble):
     "E encoder-only transformers over the tokens (a, b): embeddings → `depth` blocks (attention, ReLU MLP; plain residuals, no LayerNorm) → logits at the last position."
     manual_grads = False  # trained through autograd
     norm = None
@@ -66,12 +66,6 @@ class EnsembleTransformer(nn.Module):
             for k in BLOCK_WEIGHTS: out[k].append(torch.stack(blocks[k]))
         return {k: torch.stack(v).contiguous() for k, v in out.items()}
 
-    _set_dropout = EnsembleMLP._set_dropout
-    dropout_mask = EnsembleMLP.dropout_mask
-    params, leaves = EnsembleMLP.params, EnsembleMLP.leaves
-    param_names = EnsembleMLP.param_names
-    from_state = classmethod(EnsembleMLP.from_state.__func__)
-    act = EnsembleMLP.act
 
     def mask_shape(self, n: int, B: int) -> tuple:
         "The dropout mask one step draws: (n, B, K), K the units of one example — embeddings, attention probabilities, attention and MLP outputs."
