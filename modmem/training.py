@@ -31,7 +31,27 @@ from .grads import *
 from .grads import _scatter_rows, _loss_scale, _softmax, _loss_grad
 
 # %% auto #0
-__all__ = ['TrainResult', 'TrainStep', 'build_training', 'train', 'plot_curves']
+__all__ = ['TrainResult', 'TrainStep', 'build_training', 'train', 'plot_curves', 'OPTIMIZERS', 'LOSSES', 'EVAL_BUDGET',
+           'PER_MEMBER', 'PRECISIONS', 'MODELS', 'DEFAULT_DEPTH', 'DEVICE_TYPES', 'INCOMPLETE', 'CPU_TILE_FLOATS',
+           'STATE_TENSORS', 'REFERENCE_GPU', 'LOOKUP_PARAMS', 'StackedOptimizer', 'example_loss', 'eval_rows',
+           'model_row_floats', 'weight_norms', 'evaluate', 'UsageError', 'image_sets', 'task_rows', 'TrainConfig',
+           'paper1_minibatch', 'default_device', 'check_device', 'check_out', 'write_run', 'member_params',
+           'n_train_rows', 'model_sizes', 'train_memory', 'available_memory', 'run_memory', 'check_memory',
+           'cpu_allocator_tuning', 'auto_member_chunk', 'auto_row_chunk', 'step_ops', 'train_seconds',
+           'matmul_precision', 'SliceGrads', 'slice_grads', 'Metric', 'metric_key', 'check_metrics', 'metric_values',
+           'config_task', 'config_data', 'model_class', 'config_model', 'model_from_state', 'member_frame']
+
+# %% ../nbs/02d_training.ipynb #ac01116a
+_all_ = [  # the names `from modmem.training import *` gave before the engine was split into lessons
+    'OPTIMIZERS', 'LOSSES', 'EVAL_BUDGET', 'PER_MEMBER', 'PRECISIONS', 'MODELS', 'DEFAULT_DEPTH', 'DEVICE_TYPES',
+    'INCOMPLETE', 'CPU_TILE_FLOATS', 'STATE_TENSORS', 'REFERENCE_GPU', 'LOOKUP_PARAMS', 'StackedOptimizer',
+    'example_loss', 'eval_rows', 'model_row_floats', 'weight_norms', 'evaluate', 'UsageError', 'image_sets',
+    'task_rows', 'TrainConfig', 'paper1_minibatch', 'default_device', 'check_device', 'check_out', 'write_run',
+    'member_params', 'n_train_rows', 'model_sizes', 'train_memory', 'available_memory', 'run_memory', 'check_memory',
+    'cpu_allocator_tuning', 'auto_member_chunk', 'auto_row_chunk', 'step_ops', 'train_seconds', 'matmul_precision',
+    'SliceGrads', 'slice_grads', 'Metric', 'metric_key', 'check_metrics', 'metric_values', 'config_task', 'config_data',
+    'model_class', 'config_model', 'model_from_state', 'member_frame',
+]
 
 # %% ../nbs/02d_training.ipynb #fe2daa3d
 class _Batches:
