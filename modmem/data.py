@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 import torch
 import pandas as pd
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['OPERATIONS', 'MAX_P', 'CORRUPTION_MODES', 'is_prime', 'check_task', 'n_pairs', 'ModularTask', 'check_fraction',
@@ -47,6 +48,7 @@ def n_pairs(op: str | Callable, p: int) -> int:
     "Rows of the task's table: p² pairs, p(p − 1) for division (no zero divisor)."
     return p * (p - 1) if op == 'div' else p * p
 
+# %% ../nbs/00_data.ipynb #913420cd
 class ModularTask:
     "All input pairs (a, b) of an operation mod `p`, with their true labels (on the CPU; `tables(device)` for a device)."
     def __init__(self, op: str | Callable = 'add', p: int = 97):
@@ -165,9 +167,13 @@ def authors_split(task: ModularTask, train_frac: float, noise: float, pair_seed:
 @dataclass
 class EnsembleData:
     "Stacked per-member splits over one task table; the table's pairs and true labels live on the same device."
+
     task: ModularTask
+
     train: torch.Tensor      # [E, n] bool
+
     labels: torch.Tensor     # [E, n] labels trained on (corrupted where `corrupted`)
+
     corrupted: torch.Tensor  # [E, n] bool, a subset of `train`
 
     def __post_init__(self):
@@ -182,37 +188,47 @@ class EnsembleData:
 
     @property
     def device(self) -> torch.device: return self.train.device
+
     @property
     def n_members(self): return self.train.shape[0]
+
     @property
     def true_labels(self): return self._true
+
     @property
     def pairs(self): return self._pairs
+
     @property
     def test(self): return ~self.train
-    @property
-    def clean(self): return self.train & ~self.corrupted
-    @property
-    def n_train(self) -> list[int]: return self.train.sum(1).tolist()
 
-    def train_index(self):
-        "Padded training rows [E, T] and their validity mask [E, T]."
-        counts = self.train.sum(1)
-        order = torch.argsort((~self.train).to(torch.int8), dim=1, stable=True)
-        T = int(counts.max())
-        valid = torch.arange(T, device=counts.device)[None] < counts[:, None]
-        return order[:, :T], valid
+# %% ../nbs/00_data.ipynb #9d2ac89a
+@patch(as_prop=True)
+def clean(self: EnsembleData): return self.train & ~self.corrupted
 
-    def to(self, device):
-        "The data on `device` (itself if it is there already), with the pairs and true labels moved with it."
-        if torch.device(device) == self.device: return self
-        return EnsembleData(self.task, self.train.to(device), self.labels.to(device), self.corrupted.to(device))
+@patch(as_prop=True)
+def n_train(self: EnsembleData) -> list[int]: return self.train.sum(1).tolist()
 
-    def summary(self) -> pd.DataFrame:
-        "Counts per member: training, test, corrupted and still-correct corrupted examples."
-        still = (self.corrupted & (self.labels == self.true_labels)).sum(1)
-        return pd.DataFrame(dict(n_train=self.n_train, n_test=self.test.sum(1).tolist(),
-                                 n_corrupted=self.corrupted.sum(1).tolist(), n_corrupted_still_true=still.tolist()))
+@patch
+def train_index(self: EnsembleData):
+    "Padded training rows [E, T] and their validity mask [E, T]."
+    counts = self.train.sum(1)
+    order = torch.argsort((~self.train).to(torch.int8), dim=1, stable=True)
+    T = int(counts.max())
+    valid = torch.arange(T, device=counts.device)[None] < counts[:, None]
+    return order[:, :T], valid
+
+@patch
+def to(self: EnsembleData, device):
+    "The data on `device` (itself if it is there already), with the pairs and true labels moved with it."
+    if torch.device(device) == self.device: return self
+    return EnsembleData(self.task, self.train.to(device), self.labels.to(device), self.corrupted.to(device))
+
+@patch
+def summary(self: EnsembleData) -> pd.DataFrame:
+    "Counts per member: training, test, corrupted and still-correct corrupted examples."
+    still = (self.corrupted & (self.labels == self.true_labels)).sum(1)
+    return pd.DataFrame(dict(n_train=self.n_train, n_test=self.test.sum(1).tolist(),
+                             n_corrupted=self.corrupted.sum(1).tolist(), n_corrupted_still_true=still.tolist()))
 
 # %% ../nbs/00_data.ipynb #c027
 def make_data(task: ModularTask, train_frac: float | Sequence[float] = 0.5, noise: float | Sequence[float] = 0.0,

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .models import ACTIVATIONS, activation_name, _lookup, _batch_norm, EnsembleMLP
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['PARAMETERIZATIONS', 'EnsembleDeepMLP', 'DeepMLP']
@@ -19,7 +20,9 @@ PARAMETERIZATIONS = ('standard', 'lazy')
 
 class EnsembleDeepMLP(EnsembleMLP):
     "E ReLU MLPs with `depth` weight layers on the one-hot pair (a, b): U[:, a] + V[:, b] → φ → (H_l → φ)… → W."
+
     manual_grads = False  # the trainer takes its gradients through autograd
+
     def __init__(self, p: int, width: int = 500, n_members: int = 1, depth: int = 3, act: str = 'relu',
                  parameterization: str = 'standard', seeds: int | Sequence[int] = 0, dropout: float | Sequence[float] = 0.0,
                  norm: str | None = None, n_out: int | None = None, device: str | torch.device | None = None):
@@ -50,26 +53,29 @@ class EnsembleDeepMLP(EnsembleMLP):
         per_layer = 6 + (3 if self.has_dropout else 0) + (4 if self.norm else 0)
         return self.width * per_layer * (self.depth - 1) + 6 * self.n_out
 
-    def weight_norms(self) -> dict:
-        "Frobenius norms [E] of the input layer (U, V), the hidden layers (H, all together) and the output layer (W)."
-        n = dict(norm_U=self.U.flatten(1).norm(dim=1), norm_V=self.V.flatten(1).norm(dim=1))
-        if self.inner is not None: n['norm_H'] = self.inner.flatten(1).norm(dim=1)
-        return {**n, 'norm_W': self.W.flatten(1).norm(dim=1)}
+# %% ../nbs/01a_deep.ipynb #b872a25e
+@patch
+def weight_norms(self: EnsembleDeepMLP) -> dict:
+    "Frobenius norms [E] of the input layer (U, V), the hidden layers (H, all together) and the output layer (W)."
+    n = dict(norm_U=self.U.flatten(1).norm(dim=1), norm_V=self.V.flatten(1).norm(dim=1))
+    if self.inner is not None: n['norm_H'] = self.inner.flatten(1).norm(dim=1)
+    return {**n, 'norm_W': self.W.flatten(1).norm(dim=1)}
 
-    def _weights(self, device):
-        "Each member's weights from a generator seeded with its seed (on the CPU): first, hidden and output layers."
-        p, N, C, L = self.p, self.width, self.n_out, self._depth - 2
-        std = lambda fan_in: math.sqrt(2 / fan_in) if self._param == 'standard' else math.sqrt(2 / N ** (2 / 3))
-        U, V, H, W = [], [], [], []
-        for s in self.seeds:
-            g = torch.Generator('cpu').manual_seed(int(s))
-            first = torch.empty(N, 2 * p).normal_(0, std(2 * p), generator=g)            # nn.Linear(2p, N).weight
-            H.append(torch.stack([torch.empty(N, N).normal_(0, std(N), generator=g).T for _ in range(L)]) if L else None)
-            W.append(torch.empty(C, N).normal_(0, std(N), generator=g))                 # nn.Linear(N, C).weight
-            U.append(first[:, :p].T); V.append(first[:, p:].T)
-        out = dict(emb_a=torch.stack(U), emb_b=torch.stack(V), unemb=torch.stack(W).transpose(1, 2))
-        if L: out['inner'] = torch.stack(H)                                            # [E, L, N_in, N_out]
-        return {k: v.contiguous().to(device) for k, v in out.items()}
+@patch
+def _weights(self: EnsembleDeepMLP, device):
+    "Each member's weights from a generator seeded with its seed (on the CPU): first, hidden and output layers."
+    p, N, C, L = self.p, self.width, self.n_out, self._depth - 2
+    std = lambda fan_in: math.sqrt(2 / fan_in) if self._param == 'standard' else math.sqrt(2 / N ** (2 / 3))
+    U, V, H, W = [], [], [], []
+    for s in self.seeds:
+        g = torch.Generator('cpu').manual_seed(int(s))
+        first = torch.empty(N, 2 * p).normal_(0, std(2 * p), generator=g)            # nn.Linear(2p, N).weight
+        H.append(torch.stack([torch.empty(N, N).normal_(0, std(N), generator=g).T for _ in range(L)]) if L else None)
+        W.append(torch.empty(C, N).normal_(0, std(N), generator=g))                 # nn.Linear(N, C).weight
+        U.append(first[:, :p].T); V.append(first[:, p:].T)
+    out = dict(emb_a=torch.stack(U), emb_b=torch.stack(V), unemb=torch.stack(W).transpose(1, 2))
+    if L: out['inner'] = torch.stack(H)                                            # [E, L, N_in, N_out]
+    return {k: v.contiguous().to(device) for k, v in out.items()}
 
 # %% ../nbs/01a_deep.ipynb #c007
 def _batchnorm(model, z, l, valid, members, P):

@@ -87,6 +87,7 @@ def _dlog_index(p: int, g: int | None, device) -> torch.Tensor:
     if key not in _DLOG_INDEX: _DLOG_INDEX[key] = dlog_order(p, g, device)
     return _DLOG_INDEX[key]
 
+# %% ../nbs/03_fourier.ipynb #3d579044
 def discrete_log(p: int, g: int | None = None, device='cpu') -> torch.Tensor:
     "The discrete logarithm of x = 0 … p−1 to base g as a tensor [p] on `device`; −1 at x = 0, which has none."
     log = torch.full((p,), -1, dtype=torch.long, device=device)
@@ -186,6 +187,7 @@ def _title(result, member):
     return (f"{cfg.op} mod {cfg.p}, N={cfg.width}, {cfg.act}, α={row.train_frac:g}, ξ={row.noise:g}, "
             f"wd={row.weight_decay:g}")
 
+# %% ../nbs/03_fourier.ipynb #2a2fc678
 def plot_grokking(result, member: int = 0, neuron: int | None = None, metric: str = 'ipr', index: str = 'raw'):
     "Paper 1 Fig. 2: accuracy and mean IPR vs step, one neuron's U row and the IPR histograms, before and after."
     import matplotlib.pyplot as plt
@@ -215,6 +217,7 @@ def plot_grokking(result, member: int = 0, neuron: int | None = None, metric: st
     fig.suptitle(_title(result, member), fontsize=10); fig.tight_layout()
     return fig
 
+# %% ../nbs/03_fourier.ipynb #f0646815
 def plot_ipr_histograms(iprs: dict, bins: int = 20, title: str = ''):
     "One histogram of neuron IPRs per entry of `iprs` ({label: tensor [N]}), side by side."
     import matplotlib.pyplot as plt

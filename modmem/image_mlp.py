@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from .models import ACTIVATIONS, activation_name, Ensemble, EnsembleMLP, _member_knobs
 from .data import check_fraction
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['IDX_TYPES', 'MNIST_FILES', 'MNIST_SHAPES', 'DATA_SETS', 'IMAGE_SETS', 'read_idx', 'load_mnist', 'data_dir',
@@ -145,6 +146,7 @@ def load_image_set(name: str, root: str | None = None) -> tuple[torch.Tensor, to
     d = load_mnist(image_root(name, root))
     return torch.cat([d['x_train'], d['x_test']]), torch.cat([d['y_train'], d['y_test']])
 
+# %% ../nbs/01c_image_mlp.ipynb #c872b5b4
 class ImageTask:
     "A pool of labelled images as a task table: row i is image i, so `make_data` splits and corrupts it as it does (a, b) pairs."
     def __init__(self, name: str, x: torch.Tensor, y: torch.Tensor, n_classes: int = 10):
@@ -182,8 +184,11 @@ def image_task(name: str, n_examples: int | None = None, seed: int = 0, root: st
 # %% ../nbs/01c_image_mlp.ipynb #c009
 class EnsembleImageMLP(Ensemble):
     "E bias-free ReLU MLPs with `depth` weight layers on images: x → W₁ → φ → (H_l → φ)… → W; the images are data the model looks up by row index."
+
     manual_grads = False  # trained through autograd
+
     norm = None
+
     def __init__(self, p: int = 10, width: int = 500, n_members: int = 1, depth: int = 4, act: str = 'relu', n_inputs: int = 784,
                  seeds: int | Sequence[int] = 0, dropout: float | Sequence[float] = 0.0, n_out: int | None = None, device: str | torch.device | None = None):
         super().__init__()
@@ -216,22 +221,25 @@ class EnsembleImageMLP(Ensemble):
         if L: out['inner'] = torch.stack(H)
         return {k: v.contiguous().to(device) for k, v in out.items()}
 
+# %% ../nbs/01c_image_mlp.ipynb #d357980e
+@patch
+def set_images(self: EnsembleImageMLP, x: torch.Tensor) -> 'EnsembleImageMLP':
+    "Give the model the images [n, n_inputs] its row indices name (a task's `images(device)`), on its device."
+    if x.dim() != 2 or x.shape[1] != self.n_inputs: raise ValueError(f"images must be [n, {self.n_inputs}], got {tuple(x.shape)}")
+    self.images = x.to(self.first.device, self.first.dtype)
+    return self
 
-    def set_images(self, x: torch.Tensor) -> 'EnsembleImageMLP':
-        "Give the model the images [n, n_inputs] its row indices name (a task's `images(device)`), on its device."
-        if x.dim() != 2 or x.shape[1] != self.n_inputs: raise ValueError(f"images must be [n, {self.n_inputs}], got {tuple(x.shape)}")
-        self.images = x.to(self.first.device, self.first.dtype)
-        return self
+@patch
+def row_floats(self: EnsembleImageMLP) -> int:
+    "Floats one training row of one member keeps alive at a step's peak (its input, each hidden layer's tensors, the logits)."
+    return self.n_inputs + self.width * (6 + (3 if self.has_dropout else 0)) * (self.depth - 1) + 6 * self.n_out
 
-    def row_floats(self) -> int:
-        "Floats one training row of one member keeps alive at a step's peak (its input, each hidden layer's tensors, the logits)."
-        return self.n_inputs + self.width * (6 + (3 if self.has_dropout else 0)) * (self.depth - 1) + 6 * self.n_out
-
-    def weight_norms(self) -> dict:
-        "Frobenius norms [E] of the input layer, the hidden layers (all together) and the output layer."
-        n = dict(norm_in=self.first.flatten(1).norm(dim=1))
-        if self.inner is not None: n['norm_H'] = self.inner.flatten(1).norm(dim=1)
-        return {**n, 'norm_W': self.unemb.flatten(1).norm(dim=1)}
+@patch
+def weight_norms(self: EnsembleImageMLP) -> dict:
+    "Frobenius norms [E] of the input layer, the hidden layers (all together) and the output layer."
+    n = dict(norm_in=self.first.flatten(1).norm(dim=1))
+    if self.inner is not None: n['norm_H'] = self.inner.flatten(1).norm(dim=1)
+    return {**n, 'norm_W': self.unemb.flatten(1).norm(dim=1)}
 
 # %% ../nbs/01c_image_mlp.ipynb #c010
 def _image_forward(self, a, b=None, valid=None, members: slice = slice(None), params: dict | None = None, mask=None):

@@ -42,6 +42,7 @@ def _has_dropout(cfg) -> bool:
     d = cfg.dropout
     return any(x > 0 for x in (d if isinstance(d, (list, tuple)) else [d]))
 
+# %% ../nbs/02b_memory.ipynb #fc43d70d
 def train_memory(cfg: TrainConfig, n_members: int, rows: int, slice_members: int | None = None,
                  n_pairs: int | None = None, device='cuda') -> dict[str, int]:
     "Bytes that training `n_members` members of `cfg` on `rows` rows per step needs on one `device` (type): a memory model."
@@ -72,6 +73,7 @@ def run_memory(cfg: TrainConfig, members: pd.DataFrame, device) -> dict[str, int
     host = n * 8 * 5 + E * n * 10 * 2  # pairs, labels and a permutation (int64); each member's masks and labels, twice while stacked
     return dict(device=on_device, host=host + (on_device if dev.type == 'cpu' else 0))
 
+# %% ../nbs/02b_memory.ipynb #ae4569aa
 def check_memory(cfg: TrainConfig, members: pd.DataFrame, device):
     "Raise a UsageError, before any allocation, when the run needs more memory than `device` (and the host) has free."
     dev = torch.device(device)

@@ -12,7 +12,9 @@ __all__ = ['Metric', 'metric_key', 'check_metrics', 'metric_values']
 
 # %% ../nbs/00d_metrics.ipynb #0f5afd91
 def _qualname(fn) -> str: return f"{getattr(fn, '__module__', None) or '?'}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+
 def _params(kw: dict) -> str: return ', '.join(f'{k}={v!r}' for k, v in sorted(kw.items()))
+
 _SIMPLE = (numbers.Number, str, bool, type(None))
 
 class Metric:
@@ -43,6 +45,7 @@ def metric_key(fn: Callable) -> str:
     closed.update({k: glob[k] for k in (code.co_names if code is not None else ()) if k in glob and _simple(glob[k])})
     return f"{_qualname(fn)}[{src}]" + (f"({_params(closed)})" if closed else '')
 
+# %% ../nbs/00d_metrics.ipynb #dec04887
 def check_metrics(metrics: dict | None):
     "Refuse, before any work, metrics that are not callables `fn(model, data)`."
     if metrics is None: return

@@ -62,6 +62,7 @@ def _lookup(emb_a, emb_b, a, b):
     h = F.embedding(ia, emb_a.reshape(E * p, N)).add_(F.embedding(ib, emb_b.reshape(E * p, N))).view(E, -1, N)
     return h, ia, ib
 
+# %% ../nbs/01_models.ipynb #79c59d6f
 class _FirstLayer(torch.autograd.Function):
     "φ((U[:, a] + V[:, b]) · mask) for a slice of members as one autograd node: one fused backward, no temporaries it does not need."
     @staticmethod

@@ -18,8 +18,10 @@ __all__ = ['OPTIMIZERS', 'LOSSES', 'EVAL_BUDGET', 'StackedOptimizer', 'example_l
 # %% ../nbs/02_optim.ipynb #c005
 OPTIMIZERS = ('adamw', 'adam', 'sgd', 'muon')
 
+# %% ../nbs/02_optim.ipynb #0f3a6697
 class StackedOptimizer:
     "AdamW, Adam, SGD or Muon over parameters [E, ...] with per-member learning rate and weight decay."
+
     def __init__(self, params, lr, weight_decay=0.0, kind: str = 'adamw', betas=(0.9, 0.999), eps: float = 1e-8,
                  momentum: float = 0.0):
         if kind not in OPTIMIZERS: raise ValueError(f"unknown optimizer {kind!r}: use one of {OPTIMIZERS}")
@@ -55,15 +57,18 @@ class StackedOptimizer:
         self.t += 1
         self.update([p.grad for p in self.params])
 
-    def _count(self):
-        "Bring the device's step count to `self.t`: one add per step, which a captured graph replays."
-        if self._t_value != self.t:
-            if self.t == self._t_value + 1: self._t.add_(1)
-            else: self._t.fill_(self.t)
-            self._t_value = self.t
+# %% ../nbs/02_optim.ipynb #e128f40e
+@patch
+def _count(self: StackedOptimizer):
+    "Bring the device's step count to `self.t`: one add per step, which a captured graph replays."
+    if self._t_value != self.t:
+        if self.t == self._t_value + 1: self._t.add_(1)
+        else: self._t.fill_(self.t)
+        self._t_value = self.t
 
-    def zero_grad(self):
-        for p in self.params: p.grad = None
+@patch
+def zero_grad(self: StackedOptimizer):
+    for p in self.params: p.grad = None
 
 # %% ../nbs/02_optim.ipynb #c005b
 @patch
@@ -81,6 +86,7 @@ def _slice(self: StackedOptimizer, members: slice) -> dict:
             decays=any(w > 0 for _, w in host))
     return self._slices[key]
 
+# %% ../nbs/02_optim.ipynb #92dd324f
 @patch
 @torch.no_grad()
 def update(self: StackedOptimizer, grads, members: slice = slice(None), params=None):
@@ -184,6 +190,7 @@ def weight_norms(model) -> dict[str, torch.Tensor]:
     if callable(f): return f()
     return dict(norm_U=model.U.flatten(1).norm(dim=1), norm_V=model.V.flatten(1).norm(dim=1), norm_W=model.W.flatten(1).norm(dim=1))
 
+# %% ../nbs/02_optim.ipynb #23ca5377
 @torch.no_grad()
 def evaluate(model: EnsembleMLP, data: EnsembleData, loss: str = 'mse', chunk: int | None = None) -> dict[str, torch.Tensor]:
     "Loss and accuracy of every member on every subset, as tensors [E] on the device."

@@ -186,6 +186,7 @@ def __call__(self: TrainStep, step: int):
     if self.graph is not None: return self._replay(step)
     self._run(step, step)
 
+# %% ../nbs/02d_training.ipynb #168bf05f
 @patch
 def _run(self: TrainStep, step: int, draw: int | torch.Tensor):
     "The step's work (`draw`: the step the dropout masks are drawn for, a host int or a tensor on the device)."
@@ -264,6 +265,7 @@ def train(config: TrainConfig, members: pd.DataFrame | list[dict] | None = None,
     if device.type == 'cpu': torch.set_flush_denormal(True); cpu_allocator_tuning()
     with matmul_precision(cfg.precision): return _train(cfg, members, device, progress, metrics)
 
+# %% ../nbs/02d_training.ipynb #7da6eb81
 def _train(cfg: TrainConfig, members: pd.DataFrame, device: torch.device, progress: bool, metrics: dict | None) -> TrainResult:
     "`train`'s loop, once the settings, metrics, device and memory are checked."
     t0 = time.perf_counter()
@@ -298,6 +300,7 @@ def _train(cfg: TrainConfig, members: pd.DataFrame, device: torch.device, progre
     results.loc[results.diverged, acc] = math.nan  # no plausible-looking accuracy for a diverged member
     return TrainResult(cfg, members, model, data, history, results, seconds)
 
+# %% ../nbs/02d_training.ipynb #05579ba9
 def _tidy(logged):
     "Device metrics [(step, {name: [E]})] as a long table (step, member, metric, value)."
     names = list(logged[0][1])

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .models import ACTIVATIONS, activation_name, Ensemble, EnsembleMLP, _member_knobs
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['BLOCK_WEIGHTS', 'EnsembleTransformer', 'Transformer', 'unembedding_filtration']
@@ -19,8 +20,11 @@ BLOCK_WEIGHTS = ('q', 'k', 'v', 'o', 'mlp_in', 'mlp_out')  # per block, each [E,
 
 class EnsembleTransformer(Ensemble):
     "E encoder-only transformers over the tokens (a, b): embeddings → `depth` blocks (attention, ReLU MLP; plain residuals, no LayerNorm) → logits at the last position."
+
     manual_grads = False  # trained through autograd
+
     norm = None
+
     def __init__(self, p: int, width: int = 128, n_members: int = 1, depth: int = 1, heads: int = 4, mlp_factor: int = 4,
                  act: str = 'relu', tied: bool = False, seeds: int | Sequence[int] = 0, dropout: float | Sequence[float] = 0.0,
                  n_out: int | None = None, device: str | torch.device | None = None):
@@ -46,46 +50,51 @@ class EnsembleTransformer(Ensemble):
         if not self.tied: s['unemb'] = (E, d, p)
         return s
 
-    def _weights(self) -> dict:
-        "Each member's init from a CPU generator seeded with its seed, in the plain module's order: the authors' Kaiming-normal (fan_in, linear gain) linear layers and N(0, 1) embeddings."
-        p, d, L, M = self.p, self.width, self.depth, self.mlp_factor * self.width
-        out = {k: [] for k in self._shapes()}
-        lin = lambda g, fan_out, fan_in: torch.empty(fan_out, fan_in).normal_(0, fan_in ** -0.5, generator=g).T  # nn.Linear(fan_in, fan_out)
-        for s in self.seeds:
-            g = torch.Generator('cpu').manual_seed(int(s))
-            tok, pos = torch.empty(p, d).normal_(0, 1, generator=g), torch.empty(2, d).normal_(0, 1, generator=g)
-            blocks = {k: [] for k in BLOCK_WEIGHTS}
-            for _ in range(L):
-                qkv = lin(g, 3 * d, d)                                   # to_qkv: one Linear(d, 3d), split into q, k, v
-                for i, k in enumerate('qkv'): blocks[k].append(qkv[:, i * d:(i + 1) * d])
-                blocks['o'].append(lin(g, d, d)); blocks['mlp_in'].append(lin(g, M, d)); blocks['mlp_out'].append(lin(g, d, M))
-            head = lin(g, p, d)                                           # lm_head: Linear(d, p); tied, it is the token embedding too
-            if self.tied: tok = head.T.clone()
-            else: out['unemb'].append(head)
-            out['tok'].append(tok); out['pos'].append(pos)
-            for k in BLOCK_WEIGHTS: out[k].append(torch.stack(blocks[k]))
-        return {k: torch.stack(v).contiguous() for k, v in out.items()}
+# %% ../nbs/01b_transformer.ipynb #baa93c8b
+@patch
+def _weights(self: EnsembleTransformer) -> dict:
+    "Each member's init from a CPU generator seeded with its seed, in the plain module's order: the authors' Kaiming-normal (fan_in, linear gain) linear layers and N(0, 1) embeddings."
+    p, d, L, M = self.p, self.width, self.depth, self.mlp_factor * self.width
+    out = {k: [] for k in self._shapes()}
+    lin = lambda g, fan_out, fan_in: torch.empty(fan_out, fan_in).normal_(0, fan_in ** -0.5, generator=g).T  # nn.Linear(fan_in, fan_out)
+    for s in self.seeds:
+        g = torch.Generator('cpu').manual_seed(int(s))
+        tok, pos = torch.empty(p, d).normal_(0, 1, generator=g), torch.empty(2, d).normal_(0, 1, generator=g)
+        blocks = {k: [] for k in BLOCK_WEIGHTS}
+        for _ in range(L):
+            qkv = lin(g, 3 * d, d)                                   # to_qkv: one Linear(d, 3d), split into q, k, v
+            for i, k in enumerate('qkv'): blocks[k].append(qkv[:, i * d:(i + 1) * d])
+            blocks['o'].append(lin(g, d, d)); blocks['mlp_in'].append(lin(g, M, d)); blocks['mlp_out'].append(lin(g, d, M))
+        head = lin(g, p, d)                                           # lm_head: Linear(d, p); tied, it is the token embedding too
+        if self.tied: tok = head.T.clone()
+        else: out['unemb'].append(head)
+        out['tok'].append(tok); out['pos'].append(pos)
+        for k in BLOCK_WEIGHTS: out[k].append(torch.stack(blocks[k]))
+    return {k: torch.stack(v).contiguous() for k, v in out.items()}
 
+@patch
+def mask_shape(self: EnsembleTransformer, n: int, B: int) -> tuple:
+    "The dropout mask one step draws: (n, B, K), K the units of one example — embeddings, attention probabilities, attention and MLP outputs."
+    return (n, B, 2 * self.width + self.depth * (4 * self.heads + 4 * self.width))
 
-    def mask_shape(self, n: int, B: int) -> tuple:
-        "The dropout mask one step draws: (n, B, K), K the units of one example — embeddings, attention probabilities, attention and MLP outputs."
-        return (n, B, 2 * self.width + self.depth * (4 * self.heads + 4 * self.width))
+@patch
+def row_floats(self: EnsembleTransformer) -> int:
+    "Floats one training example of one member keeps alive at a step's peak (activations the backward pass needs, and the logits)."
+    d, M, H = self.width, self.mlp_factor * self.width, self.heads
+    per_block = 2 * (8 * d + 3 * M) + 3 * 4 * H
+    return 2 * 3 * d + self.depth * per_block + (self.mask_shape(1, 1)[2] if self.has_dropout else 0) + 6 * self.p
 
-    def row_floats(self) -> int:
-        "Floats one training example of one member keeps alive at a step's peak (activations the backward pass needs, and the logits)."
-        d, M, H = self.width, self.mlp_factor * self.width, self.heads
-        per_block = 2 * (8 * d + 3 * M) + 3 * 4 * H
-        return 2 * 3 * d + self.depth * per_block + (self.mask_shape(1, 1)[2] if self.has_dropout else 0) + 6 * self.p
+@patch
+def weight_norms(self: EnsembleTransformer) -> dict:
+    "Frobenius norms [E] of the token embedding, the blocks' weights (all together) and the unembedding."
+    blocks = torch.stack([getattr(self, k).flatten(1).norm(dim=1) for k in BLOCK_WEIGHTS]).norm(dim=0)
+    return dict(norm_embed=self.tok.flatten(1).norm(dim=1), norm_blocks=blocks, norm_unembed=self.W_U.flatten(1).norm(dim=1))
 
-    def weight_norms(self) -> dict:
-        "Frobenius norms [E] of the token embedding, the blocks' weights (all together) and the unembedding."
-        blocks = torch.stack([getattr(self, k).flatten(1).norm(dim=1) for k in BLOCK_WEIGHTS]).norm(dim=0)
-        return dict(norm_embed=self.tok.flatten(1).norm(dim=1), norm_blocks=blocks, norm_unembed=self.W_U.flatten(1).norm(dim=1))
-
-    @property
-    def W_U(self) -> torch.Tensor:
-        "The unembedding [E, d, p] (the token embedding's transpose when tied)."
-        return self.tok.transpose(1, 2) if self.tied else self.unemb
+# %% ../nbs/01b_transformer.ipynb #eb2b039a
+@patch(as_prop=True)
+def W_U(self: EnsembleTransformer) -> torch.Tensor:
+    "The unembedding [E, d, p] (the token embedding's transpose when tied)."
+    return self.tok.transpose(1, 2) if self.tied else self.unemb
 
 # %% ../nbs/01b_transformer.ipynb #c007
 def _split_mask(self, mask):
@@ -100,6 +109,7 @@ def _split_mask(self, mask):
               for l in range(self.depth)]
     return emb, blocks
 
+# %% ../nbs/01b_transformer.ipynb #a1f84ec6
 def _transformer_forward(self, a, b, valid=None, members: slice = slice(None), params: dict | None = None, mask=None):
     "Logits [n, B, p] for index tensors a, b [n, B] or [B]; `members` selects a slice, `params` slice-local leaves, `mask` a dropout mask of `mask_shape`."
     P = self.params(members) if params is None else params
@@ -132,6 +142,7 @@ def _transformer_forward(self, a, b, valid=None, members: slice = slice(None), p
     return torch.bmm(x[:, :, -1], W_U) / d                                                             # the authors' output scale 1/d
 
 EnsembleTransformer.forward = _transformer_forward
+
 EnsembleTransformer.extra_repr = lambda self: (f"p={self.p}, width={self.width}, n_members={self.n_members}, depth={self.depth}, "
                                                f"heads={self.heads}, act={self.act!r}, tied={self.tied}")
 
