@@ -125,14 +125,14 @@ def load_digits_dataset(test_frac: float = 0.25, seed: int = 0) -> dict[str, tor
     return dict(x_train=x[tr], y_train=y[tr], x_test=x[te], y_test=y[te], n_classes=10)
 
 # %% ../nbs/01c_image_mlp.ipynb #c005
-IMAGE_SETS = {  # name → classes, images (train and test files together), inputs per image; the files of the IDX sets: modmem.images.DATA_SETS
+IMAGE_SETS = {  # name → classes, images (train and test files together), inputs per image; the files of the IDX sets: DATA_SETS above
     'fashion_mnist': dict(classes=10, size=70000, inputs=784),
     'mnist': dict(classes=10, size=70000, inputs=784),
     'digits': dict(classes=10, size=1797, inputs=64),
 }
 
 def image_root(name: str, root: str | Path | None = None) -> Path:
-    "The folder of an IDX image set's four files (`modmem.images.find_data`): `root`, else its environment variable's, else `modmem data`'s, else Debian's."
+    "The folder of an IDX image set's four files (`find_data`): `root`, else its environment variable's, else `modmem data`'s, else Debian's."
     if name not in DATA_SETS: raise ValueError(f"{name!r} is not read from files: the IDX image sets are {sorted(DATA_SETS)}")
     return find_data(name, root)
 
