@@ -12,7 +12,8 @@ from typing import Sequence
 __all__ = ['TRAINING_MODULES', 'PACKAGE', 'source_hash', 'training_hash']
 
 # %% ../nbs/00a_provenance.ipynb #c005
-TRAINING_MODULES = ('data', 'models', 'deep', 'transformer', 'image_mlp', 'training', 'sweep')  # the code a sweep chunk's numbers depend on
+TRAINING_MODULES = ('data', 'device', 'metrics', 'models', 'deep', 'transformer', 'image_mlp', 'families',  # the code a sweep
+                    'optim', 'config', 'memory', 'grads', 'training', 'sweep')                             # chunk's numbers depend on
 PACKAGE = Path(__file__).resolve().parent if '__file__' in globals() else None
 
 def _package_dir() -> Path:

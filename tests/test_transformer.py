@@ -3,7 +3,8 @@ import pytest, torch
 import torch.nn.functional as F
 from modmem.data import ModularTask, make_data
 from modmem.training import StackedOptimizer, TrainStep, example_loss
-from modmem.transformer import EnsembleTransformer, Transformer, embedding_ipr, unembedding_ipr, unembedding_filtration
+from modmem.transformer import EnsembleTransformer, Transformer, unembedding_filtration
+from modmem.fourier import embedding_ipr, unembedding_ipr
 
 def rel(x, y): return ((x - y).norm() / y.norm().clamp(min=1e-30)).item()
 
