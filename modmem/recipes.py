@@ -122,11 +122,15 @@ def check(self: Recipe):
 
 # %% ../nbs/07c_recipes.ipynb #c008f
 @patch
+def variants(self: Recipe) -> dict[str, TrainConfig]:
+    "The base config of each named variant (`params['variants']` or `params['optimizers']`: overrides of `base`); {} if none."
+    over = self.params.get('variants') or self.params.get('optimizers') or {}
+    return {k: replace(self.base, **o) for k, o in over.items()}
+
+@patch
 def sweeps(self: Recipe) -> list[tuple[str, TrainConfig, dict]]:
-    "(label, base, grid) of each sweep a notebook trains from this recipe: one per named variant (overrides of `base`), else its own."
-    over = self.params.get('variants') or self.params.get('optimizers')
-    if not over: return [(self.name, self.base, self.grid)]
-    return [(f"{self.name}: {k}", replace(self.base, **o), self.grid) for k, o in over.items()]
+    "(label, base, grid) of each sweep a notebook trains from this recipe: one per named variant, else its own."
+    return [(f"{self.name}: {k}", b, self.grid) for k, b in self.variants().items()] or [(self.name, self.base, self.grid)]
 
 # %% ../nbs/07c_recipes.ipynb #c008g
 @patch
