@@ -6,17 +6,19 @@
 from __future__ import annotations
 import math
 from typing import NamedTuple
+import numpy as np
 import pandas as pd
 import torch
 from .data import EnsembleData
 from .models import EnsembleMLP
 from .training import evaluate, Metric
-from .fourier import neuron_vectors, dominant_frequency, check_index, _dlog_index, DOMINANT
+from .fourier import neuron_ipr, neuron_vectors, dominant_frequency, check_index, _dlog_index, DOMINANT
 
 # %% auto #0
 __all__ = ['ZERO_PARTS', 'BIAS_CHOICES', 'NETWORKS', 'PHASE_SIGNS', 'FILTERED_ACCURACIES', 'split_curves', 'split_neurons',
            'Filtration', 'frequency_filtration', 'filtration_accuracy', 'filtration_metric', 'phase_alignment',
-           'frequency_sparsity', 'plot_filtration', 'plot_phase_alignment', 'filtration_accuracy_metric']
+           'frequency_sparsity', 'phase_mse_table', 'neuron_stats', 'plot_filtration', 'plot_phase_alignment',
+           'filtration_accuracy_metric']
 
 # %% ../nbs/03a_filtration.ipynb #c005
 def split_curves(x: torch.Tensor, freq: torch.Tensor, keep_dc: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,13 +160,25 @@ def frequency_sparsity(model: EnsembleMLP | torch.Tensor, choice: str = 'shared'
     Y = X if index == 'raw' else X[..., _dlog_index(X.shape[-1], g, X.device)]
     return G.pow(2).sum(-1) / (Y - Y.mean(-1, keepdim=True)).pow(2).sum(-1)
 
+# %% ../nbs/03a_filtration.ipynb #c021a
+def phase_mse_table(model: EnsembleMLP, op: str = 'add') -> pd.DataFrame:
+    "Phase MSE and amplitude-weighted phase MSE (`phase_alignment`) of every member: one row per member."
+    pa = phase_alignment(model, op)
+    return pd.DataFrame(dict(member=range(model.n_members), mse=pa['mse'].cpu().numpy(), weighted_mse=pa['weighted_mse'].cpu().numpy()))
+
+def neuron_stats(model: EnsembleMLP) -> pd.DataFrame:
+    "Per-neuron IPR and ρ (mean over u, v, w) of every member, one row per (member, neuron)."
+    ipr, r = neuron_ipr(model).cpu(), frequency_sparsity(model).mean(-1).cpu()
+    return pd.DataFrame(dict(member=np.repeat(np.arange(model.n_members), model.width), ipr=ipr.flatten().numpy(),
+                             rho=r.flatten().numpy()))
+
 # %% ../nbs/03a_filtration.ipynb #c023
-def plot_filtration(table: pd.DataFrame, member: int = 0, title: str = ''):
-    "Bars: test, clean-train and noisy-train accuracy (%) of $f$, $f^G$ and $f^R$ for one member."
+def plot_filtration(table: pd.DataFrame, member: int = 0, title: str = '', ax=None):
+    "Bars: test, clean-train and noisy-train accuracy (%) of $f$, $f^G$ and $f^R$ for one member (on `ax`, or a new figure)."
     import matplotlib.pyplot as plt
     t = table[table.member == member].set_index('network')
     cols, labels = ['test_acc', 'clean_acc', 'noisy_acc'], ['test', 'clean train', 'noisy train (noisy labels)']
-    fig, ax = plt.subplots(figsize=(6, 3.4))
+    fig, ax = plt.subplots(figsize=(6, 3.4)) if ax is None else (ax.figure, ax)
     w = 0.26
     for j, (c, lab) in enumerate(zip(cols, labels)):
         vals = [100 * t.loc[n, c] for n in NETWORKS]

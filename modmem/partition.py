@@ -15,7 +15,8 @@ from .filtration import frequency_filtration, _like
 from .pruning import neuron_scores, masked_copies, member_data, _check, _check_member, _ranks, SCORES
 
 # %% auto #0
-__all__ = ['GAMMAS', 'SWAPS', 'partition_masks', 'partition_sweep', 'select_gammas', 'partition_table', 'activation_swap']
+__all__ = ['GAMMAS', 'SWAPS', 'partition_masks', 'partition_sweep', 'select_gammas', 'partition_table', 'activation_swap',
+           'member_accuracy', 'partition_summary']
 
 # %% ../nbs/04a_partition.ipynb #c005
 GAMMAS = tuple(float(g) for g in np.round(np.linspace(0.02, 1, 50), 4))  # plain floats: a readable default in signatures
@@ -86,3 +87,25 @@ def activation_swap(model: EnsembleMLP, data: EnsembleData, acts=SWAPS, loss: st
         acc = _acc_table(evaluate(net, data, loss))
         rows += [dict(member=e, act=a, **{c: acc[i][e] for i, c in enumerate(_ACC)}) for e in range(model.n_members)]
     return pd.DataFrame(rows)
+
+# %% ../nbs/04a_partition.ipynb #c009a
+def member_accuracy(model: EnsembleMLP, data: EnsembleData, loss: str = 'ce') -> dict:
+    "Test, clean-train and noisy-train accuracy of a one-member model."
+    m = evaluate(model, data, loss)
+    return dict(test_acc=m['test_acc'][0].item(), clean_acc=m['clean_acc'][0].item(), noisy_acc=m['corrupted_acc'][0].item())
+
+def partition_summary(model: EnsembleMLP, data: EnsembleData, member: int, score: str, gammas=GAMMAS,
+                      index: str = 'raw') -> tuple[pd.DataFrame, dict]:
+    "Algorithm 1 for one member: the γ sweep and a summary row (γ_G, γ_R; test accuracy of f, partition f^G, FF(f), FF(f^G))."
+    d1 = member_data(data, member, 1)
+    f = masked_copies(model, member, torch.ones(1, model.width, dtype=torch.bool))
+    full = member_accuracy(f, d1)
+    name, idx = ('ipr', 'dlog') if score == 'ipr_dlog' else (score, 'raw')  # the discrete-log IPR of a mul network
+    s, sw = neuron_scores(model, name, idx)[member], partition_sweep(model, data, member, name, gammas, index=idx)
+    sel = select_gammas(sw, full['noisy_acc'])
+    part = masked_copies(model, member, partition_masks(s, (sel['gamma_G'],), 'G'))
+    ff_f, ff_part = frequency_filtration(f, index=index).G, frequency_filtration(part, index=index).G
+    return sw, dict(score=score, gamma_G=sel['gamma_G'], gamma_R=sel['gamma_R'], total=sel['gamma_G'] + sel['gamma_R'],
+                    f_test=full['test_acc'], f_noisy=full['noisy_acc'], partition_fG_test=sel['fG_test'],
+                    best_fG_test=sw[sw.side == 'G'].test_acc.max(), FF_f_test=member_accuracy(ff_f, d1)['test_acc'],
+                    FF_fG_test=member_accuracy(ff_part, d1)['test_acc'])
