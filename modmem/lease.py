@@ -84,6 +84,7 @@ def check_commands(device: str, out: Path, small: bool = False) -> dict[str, tup
             'bench': ([py, '-m', 'modmem.cli', 'bench', '--device', device, '--json', str(out / 'bench.json'), *bench], 150.0),
             **({'graph': ([py, '-c', graph, device], 60.0)} if device.startswith('cuda') else {})}
 
+# %% ../nbs/07j_lease.ipynb #c010_1
 def run_checks(device: str, root: str | Path = '.', deadline: float | None = None, small: bool = False) -> dict:
     "Run the device checks in `root`, each under its limit and before `deadline`: their results, with the JSON they wrote (`<name>_data`)."
     root, out = Path(root).resolve(), Path(tempfile.mkdtemp(prefix='modmem-checks-'))
@@ -226,6 +227,7 @@ def run_lease(out: str | Path, root: str | Path = '.', preset: str = 'full', sec
         try: return _lease(summary, save, root, out, preset, end, dev, only, part_seconds, small_checks, min_start, t_start)
         finally: sys.stdout = before
 
+# %% ../nbs/07j_lease.ipynb #c019_1
 def _lease(summary, save, root, out, preset, end, dev, only, part_seconds, small_checks, min_start, t_start) -> dict:
     todo = next_parts(preset, root, only, part_seconds)
     try: summary['preflight'] = preflight(dev, todo, root, preset)

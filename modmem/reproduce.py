@@ -125,6 +125,7 @@ def _outcome(rc, stop, seconds: float, missing: list, timeout, err_path: Path, l
 CPU_PORTABLE = dict(MKL_CBWR='AVX2')  # MKL's AVX2 code path on every x86 CPU: the CPU's own fp32 matrix products otherwise
                                      # round differently on AVX2 and AVX-512 machines, and a memorizing network amplifies it
 
+# %% ../nbs/07h_reproduce.ipynb #c011_1
 def run_notebook(name: str, preset: str = 'quick', out: str | Path = 'figures', experiments: str | Path | None = None,
                  executor: str | None = None, device: str | None = None, threads: int | None = None,
                  timeout: float | None = None, runner: str = 'papermill', gpu: str | None = None,
@@ -259,6 +260,7 @@ PROGRESS_EVERY = 60.0  # seconds between 'still running' lines when nothing else
 def _clock(s: float) -> str:
     s = int(round(s)); return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
+# %% ../nbs/07h_reproduce.ipynb #c024_1
 def reproduce(preset: str = 'quick', only=None, out: str | Path = 'figures', experiments: str | Path | None = None,
               executor: str | None = None, device: str | None = None, jobs: int | None = None, force: bool = False,
               timeout: float | None = None, progress: bool = True, runner: str = 'papermill',
