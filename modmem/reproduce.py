@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 import modmem
+from fastcore.basics import patch
 from .storage import atomic_write, write_json
 from .manifest import MANIFEST, notebooks, figures_of, select, saved, record_path, read_record, figure_state
 from .provenance import source_hash
@@ -125,6 +126,25 @@ def _outcome(rc, stop, seconds: float, missing: list, timeout, err_path: Path, l
 CPU_PORTABLE = dict(MKL_CBWR='AVX2')  # MKL's AVX2 code path on every x86 CPU: the CPU's own fp32 matrix products otherwise
                                      # round differently on AVX2 and AVX-512 machines, and a memorizing network amplifies it
 
+# %% ../nbs/07h_reproduce.ipynb #c011_h
+def _new_record(name: str, preset: str, out: Path, params: dict, runner: str, gpu) -> tuple[dict, Path, Path]:
+    "The run record of notebook `name` as it starts ('running'), and the paths of its output notebook and log."
+    last_ok = previous_seconds(read_record(out, preset, name))
+    started = datetime.now(timezone.utc).isoformat(timespec='seconds')
+    log_path = out / preset / 'logs' / f'{name}.log'; log_path.parent.mkdir(parents=True, exist_ok=True)
+    dst = out / preset / 'notebooks' / f'{name}.ipynb'
+    rec = dict(notebook=name, preset=preset, status='running', error=None, started=started, seconds=None, fingerprint=None,
+               parameters=params, figures=figures_of(name), runner=runner, gpu=gpu, last_ok_seconds=last_ok,
+               output=str((dst if runner == 'papermill' else log_path).relative_to(out)))
+    return rec, dst, log_path
+
+def _child_env(threads: int | None, gpu) -> dict:
+    "The notebook process's environment: portable CPU numerics, Agg, unbuffered output, its threads and GPU."
+    env = {**CPU_PORTABLE, **os.environ, 'MPLBACKEND': 'Agg', 'PYTHONUNBUFFERED': '1'}   # the caller's own MKL_CBWR wins
+    if threads: env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    if gpu is not None: env['CUDA_VISIBLE_DEVICES'] = str(gpu)
+    return env
+
 # %% ../nbs/07h_reproduce.ipynb #c011_1
 def run_notebook(name: str, preset: str = 'quick', out: str | Path = 'figures', experiments: str | Path | None = None,
                  executor: str | None = None, device: str | None = None, threads: int | None = None,
@@ -139,13 +159,8 @@ def run_notebook(name: str, preset: str = 'quick', out: str | Path = 'figures', 
     child_device = 'cuda' if gpu is not None and device is not None else device
     params = dict(preset=preset, out=str(out), executor=executor, device=child_device)
     if cache is not None: params['cache'] = str(Path(cache).resolve())
-    last_ok = previous_seconds(read_record(out, preset, name))
-    started = datetime.now(timezone.utc).isoformat(timespec='seconds')
-    log_path = out / preset / 'logs' / f'{name}.log'; log_path.parent.mkdir(parents=True, exist_ok=True)
-    dst = out / preset / 'notebooks' / f'{name}.ipynb'
-    rec = dict(notebook=name, preset=preset, status='running', error=None, started=started, seconds=None, fingerprint=None,
-               parameters=params, figures=figures_of(name), runner=runner, gpu=gpu, last_ok_seconds=last_ok,
-               output=str((dst if runner == 'papermill' else log_path).relative_to(out)))
+    rec, dst, log_path = _new_record(name, preset, out, params, runner, gpu)
+    started, last_ok = rec['started'], rec['last_ok_seconds']
     problem = notebook_problem(src)
     if problem:  # this notebook fails alone, before it starts
         rec.update(status='failed', error=problem, seconds=0.0, finished=started)
@@ -153,9 +168,7 @@ def run_notebook(name: str, preset: str = 'quick', out: str | Path = 'figures', 
     rec['fingerprint'] = notebook_fingerprint(src, dict(preset=preset, device=device))
     if runner == 'papermill': dst.parent.mkdir(parents=True, exist_ok=True)
     _write_record(out, preset, name, rec)
-    env = {**CPU_PORTABLE, **os.environ, 'MPLBACKEND': 'Agg', 'PYTHONUNBUFFERED': '1'}   # the caller's own MKL_CBWR wins
-    if threads: env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    if gpu is not None: env['CUDA_VISIBLE_DEVICES'] = str(gpu)
+    env = _child_env(threads, gpu)
     cmd = child_command(runner, src, params, src.parent, dst)
     # its own process group: a Ctrl-C in the terminal reaches reproduce alone, which stops the notebook in order
     group = dict(process_group=0) if os.name == 'posix' else {}
@@ -261,17 +274,111 @@ def _clock(s: float) -> str:
     s = int(round(s)); return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 # %% ../nbs/07h_reproduce.ipynb #c024_1
-def reproduce(preset: str = 'quick', only=None, out: str | Path = 'figures', experiments: str | Path | None = None,
-              executor: str | None = None, device: str | None = None, jobs: int | None = None, force: bool = False,
-              timeout: float | None = None, progress: bool = True, runner: str = 'papermill',
-              cache: str | Path | None = None, gpus: int | list | None = None) -> pd.DataFrame:
-    "Run the experiment notebooks for `only` (figure ids, notebooks or 'p1'/'p2'; default all) at `preset`; write the index."
+def _check_run(preset: str, runner: str, executor, device, timeout, gpus):
+    "Refuse a preset, runner or setting that cannot work here, or a papermill run without papermill, before anything starts."
     check_preset(preset)
     if runner not in RUNNERS: raise ValueError(f"unknown runner {runner!r}: use one of {RUNNERS}")
     check_settings(executor, device, timeout, gpus)
     need = [m for m in ('papermill', 'ipykernel') if importlib.util.find_spec(m) is None] if runner == 'papermill' else []
     if need: raise ModuleNotFoundError(f"modmem reproduce needs {' and '.join(need)}: pip install 'modmem[reproduce]' "
                                        f"(or pip install {' '.join(need)}), or run without them: --plain")
+
+def _todo(names, exp: Path, out: Path, preset: str, device, force: bool) -> tuple[dict, list, dict]:
+    "(records of the current notebooks, the others in run order, their last runs' seconds); refuses missing data."
+    records, todo = {}, []
+    for n in names:
+        src = exp / f'{n}.ipynb'
+        if not force and not notebook_problem(src) and is_current(out, preset, n, notebook_fingerprint(src, dict(preset=preset, device=device))):
+            records[n] = dict(read_record(out, preset, n), status='current')
+        else: todo.append(n)
+    check_data(todo, preset)  # the data the notebooks to run read: refused here, before any starts
+    est = {n: previous_seconds(read_record(out, preset, n)) for n in todo}  # from the last run's records
+    return records, run_order(todo, est), est
+
+def _catch_signals(stop: threading.Event) -> dict:
+    "Set `stop` (its `reason` the signal's name) on SIGTERM and SIGINT; the handlers it replaced (main thread only)."
+    def on_signal(signum, frame):
+        stop.reason = signal.Signals(signum).name; stop.set()
+    old = {}
+    if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+        for s in (signal.SIGTERM, signal.SIGINT):
+            try: old[s] = signal.signal(s, on_signal)
+            except (ValueError, OSError): pass
+    return old
+
+# %% ../nbs/07h_reproduce.ipynb #c024_2
+class _Run:
+    "One `reproduce` call while its notebooks run: the records, when each started, the free GPU slots, the progress lines."
+    def __init__(self, todo: list, est: dict, records: dict, jobs: int, slots: list, progress: bool, args: tuple, cache):
+        self.todo, self.est, self.records, self.jobs, self.progress = todo, est, records, jobs, progress
+        self.args, self.cache = args, cache   # run_notebook's (preset, out, exp, executor, device, threads, timeout, runner)
+        self.lock, self.t0 = threading.Lock(), time.perf_counter()
+        self.last_say, self.started = time.perf_counter(), {}
+        self.stop = threading.Event(); self.stop.reason = None
+        self.free = queue.Queue()
+        for s in slots: self.free.put(s)
+
+    def say(self, msg, file=None):
+        "Print `msg` after the time since the start (unless not `progress`)."
+        if not self.progress: return
+        with self.lock:
+            print(f"[{_clock(time.perf_counter() - self.t0)}] {msg}", file=file or sys.stdout, flush=True); self.last_say = time.perf_counter()
+
+    def left(self) -> str:
+        "The estimate of the time left, from the last runs' seconds, spread over the jobs."
+        now, secs, unknown = time.perf_counter(), 0.0, 0
+        for n in list(self.todo):
+            if n in self.records: continue
+            if not self.est[n]: unknown += 1
+            else: secs += max(self.est[n] - (now - self.started[n]), 0) if n in self.started else self.est[n]
+        if unknown == len([n for n in self.todo if n not in self.records]): return ''
+        return f"; about {_clock(secs / self.jobs)} left" + (f" (+ {unknown} without a previous run)" if unknown else '')
+
+# %% ../nbs/07h_reproduce.ipynb #c024_3
+@patch
+def run(self: _Run, n: str) -> dict | None:
+    "Run notebook `n` on a free slot (its GPU) and say so; None when stopped before its turn (its last record stays)."
+    est, todo = self.est, self.todo
+    if self.stop.is_set(): return None
+    gpu = self.free.get()  # a slot (and its GPU) for as long as this notebook runs
+    try:
+        if self.stop.is_set(): return None
+        with self.lock: self.started[n] = time.perf_counter(); k = len(self.started)
+        self.say(f"start    {n} ({k}/{len(todo)})" + (f"; its last run took {_clock(est[n])}" if est[n] else '')
+                 + (f" on gpu {gpu}" if gpu is not None else ''))
+        r = run_notebook(n, *self.args, gpu, self.cache, self.stop)
+    finally: self.free.put(gpu)
+    with self.lock: self.records[n] = r; k = len([m for m in todo if m in self.records])
+    self.say(f"{r['status']:<8} {n} in {_clock(r['seconds'])} ({k}/{len(todo)} done)" + self.left()
+             + (f"  {r['error'].splitlines()[0]}" if r['error'] else ''))
+    return r
+
+# %% ../nbs/07h_reproduce.ipynb #c024_4
+@patch
+def watch(self: _Run):
+    "Run every notebook on a pool of `jobs` threads; say when a signal stops them, and what runs when all is quiet."
+    announced = False
+    with cf.ThreadPoolExecutor(self.jobs) as pool:
+        pending = {pool.submit(self.run, n) for n in self.todo}
+        while pending:
+            done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+            for f in done: f.result()  # raises what a run raised
+            if self.stop.is_set() and not announced:
+                announced = True
+                self.say(f"{self.stop.reason}: stopping the running notebooks (SIGTERM, SIGKILL after {STOP_GRACE:g} s); "
+                         "the others do not start", file=sys.stderr)
+            if pending and time.perf_counter() - self.last_say > PROGRESS_EVERY:
+                with self.lock: running = [n for n in self.started if n not in self.records]
+                self.say("running  " + ', '.join(f"{n} {_clock(time.perf_counter() - self.started[n])}"
+                                                 + (f" of ~{_clock(self.est[n])}" if self.est[n] else '') for n in running) + self.left())
+
+# %% ../nbs/07h_reproduce.ipynb #c024_5
+def reproduce(preset: str = 'quick', only=None, out: str | Path = 'figures', experiments: str | Path | None = None,
+              executor: str | None = None, device: str | None = None, jobs: int | None = None, force: bool = False,
+              timeout: float | None = None, progress: bool = True, runner: str = 'papermill',
+              cache: str | Path | None = None, gpus: int | list | None = None) -> pd.DataFrame:
+    "Run the experiment notebooks for `only` (figure ids, notebooks or 'p1'/'p2'; default all) at `preset`; write the index."
+    _check_run(preset, runner, executor, device, timeout, gpus)
     names = select(only)
     exp = experiments_dir(experiments)
     if (w := dirty_warning(git_revision())): print(w, file=sys.stderr, flush=True)
@@ -281,84 +388,26 @@ def reproduce(preset: str = 'quick', only=None, out: str | Path = 'figures', exp
     if warning: warnings.warn(warning, stacklevel=2)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     out = Path(out).resolve()
-    records, todo = {}, []
-    for n in names:
-        src = exp / f'{n}.ipynb'
-        if not force and not notebook_problem(src) and is_current(out, preset, n, notebook_fingerprint(src, dict(preset=preset, device=device))):
-            records[n] = dict(read_record(out, preset, n), status='current')
-        else: todo.append(n)
-    check_data(todo, preset)  # the data the notebooks to run read: refused here, before any starts
-    est = {n: previous_seconds(read_record(out, preset, n)) for n in todo}  # from the last run's records
-    todo = run_order(todo, est)
-    lock, t0, last_say = threading.Lock(), time.perf_counter(), [time.perf_counter()]
-    def say(msg, file=None):
-        if not progress: return
-        with lock: print(f"[{_clock(time.perf_counter() - t0)}] {msg}", file=file or sys.stdout, flush=True); last_say[0] = time.perf_counter()
+    records, todo, est = _todo(names, exp, out, preset, device, force)
+    r = _Run(todo, est, records, jobs, slots, progress, (preset, out, exp, executor, device, threads, timeout, runner), cache)
     on = f" on GPU(s) {','.join(sorted(set(slots), key=slots.index))}" if slots[0] is not None else ''
     known = [est[n] for n in todo if est[n]]
-    say(f"modmem reproduce --preset {preset}: {len(todo)} to run, {len(records)} current, {jobs} at a time{on}, "
-        f"{threads} thread(s) each, {runner}; outputs in {out / preset}"
-        + (f"; the last runs of {len(known)} of them took {_clock(sum(known))} in all" if known else ''))
-    started = {}
-    def left() -> str:
-        "The estimate of the time left, from the last runs' seconds, spread over the jobs."
-        now, secs, unknown = time.perf_counter(), 0.0, 0
-        for n in list(todo):
-            if n in records: continue
-            if not est[n]: unknown += 1
-            else: secs += max(est[n] - (now - started[n]), 0) if n in started else est[n]
-        if unknown == len([n for n in todo if n not in records]): return ''
-        return f"; about {_clock(secs / jobs)} left" + (f" (+ {unknown} without a previous run)" if unknown else '')
-    stop = threading.Event(); stop.reason = None
-    def on_signal(signum, frame):
-        stop.reason = signal.Signals(signum).name; stop.set()
-    old = {}
-    if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
-        for s in (signal.SIGTERM, signal.SIGINT):
-            try: old[s] = signal.signal(s, on_signal)
-            except (ValueError, OSError): pass
-    free = queue.Queue()
-    for s in slots: free.put(s)
-    def run(n):
-        if stop.is_set(): return None  # stopped before its turn: its last record stays
-        gpu = free.get()  # a slot (and its GPU) for as long as this notebook runs
-        try:
-            if stop.is_set(): return None
-            with lock: started[n] = time.perf_counter(); k = len(started)
-            say(f"start    {n} ({k}/{len(todo)})" + (f"; its last run took {_clock(est[n])}" if est[n] else '')
-                + (f" on gpu {gpu}" if gpu is not None else ''))
-            r = run_notebook(n, preset, out, exp, executor, device, threads, timeout, runner, gpu, cache, stop)
-        finally: free.put(gpu)
-        with lock: records[n] = r; k = len([m for m in todo if m in records])
-        say(f"{r['status']:<8} {n} in {_clock(r['seconds'])} ({k}/{len(todo)} done)" + left()
-            + (f"  {r['error'].splitlines()[0]}" if r['error'] else ''))
-        return r
-    announced = False
-    try:
-        with cf.ThreadPoolExecutor(jobs) as pool:
-            pending = {pool.submit(run, n) for n in todo}
-            while pending:
-                done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
-                for f in done: f.result()  # raises what a run raised
-                if stop.is_set() and not announced:
-                    announced = True
-                    say(f"{stop.reason}: stopping the running notebooks (SIGTERM, SIGKILL after {STOP_GRACE:g} s); "
-                        "the others do not start", file=sys.stderr)
-                if pending and time.perf_counter() - last_say[0] > PROGRESS_EVERY:
-                    with lock: running = [n for n in started if n not in records]
-                    say("running  " + ', '.join(f"{n} {_clock(time.perf_counter() - started[n])}"
-                                                + (f" of ~{_clock(est[n])}" if est[n] else '') for n in running) + left())
+    r.say(f"modmem reproduce --preset {preset}: {len(todo)} to run, {len(records)} current, {jobs} at a time{on}, "
+          f"{threads} thread(s) each, {runner}; outputs in {out / preset}"
+          + (f"; the last runs of {len(known)} of them took {_clock(sum(known))} in all" if known else ''))
+    old = _catch_signals(r.stop)
+    try: r.watch()
     finally:
         for s, h in old.items(): signal.signal(s, h)
         write_index(out, preset)
     ran = [n for n in todo if n in records]
-    say(f"done: {len(ran)} run ({len([n for n in ran if records[n]['status'] == 'ok'])} ok), {len(names) - len(todo)} current"
-        + (f", {len(todo) - len(ran)} not started" if len(ran) < len(todo) else '') + f"; index: {out / preset / 'index.md'}")
-    if stop.is_set():  # cleaned up: now let the signal do what it would have done (SIGTERM: exit; SIGINT: KeyboardInterrupt)
+    r.say(f"done: {len(ran)} run ({len([n for n in ran if records[n]['status'] == 'ok'])} ok), {len(names) - len(todo)} current"
+          + (f", {len(todo) - len(ran)} not started" if len(ran) < len(todo) else '') + f"; index: {out / preset / 'index.md'}")
+    if r.stop.is_set():  # cleaned up: now let the signal do what it would have done (SIGTERM: exit; SIGINT: KeyboardInterrupt)
         stopped = [n for n in todo if records.get(n, {}).get('status') == 'interrupted']
-        print(f"modmem reproduce: {stop.reason}: interrupted {stopped or 'no notebook'}, "
+        print(f"modmem reproduce: {r.stop.reason}: interrupted {stopped or 'no notebook'}, "
               f"{len([n for n in todo if n not in records])} not started", file=sys.stderr, flush=True)
-        signal.raise_signal(getattr(signal, stop.reason))
+        signal.raise_signal(getattr(signal, r.stop.reason))
     cols = ['notebook', 'status', 'seconds', 'error']
     return pd.DataFrame([{k: records[n].get(k) for k in cols} if n in records else dict(notebook=n, status='not started')
                          for n in names])
