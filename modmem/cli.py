@@ -15,10 +15,9 @@ from .training import (TrainConfig, train, plot_curves, LOSSES, OPTIMIZERS, PER_
 # %% auto #0
 __all__ = ['config_from_args', 'member_records', 'main']
 
-# %% ../nbs/90_cli.ipynb #c005
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog='modmem', description='Memorization and generalization on modular arithmetic.')
-    sub = ap.add_subparsers(dest='command', required=True)
+# %% ../nbs/90_cli.ipynb #c005_0
+def _train_parser(sub):
+    "The arguments of `modmem train`: every `TrainConfig` knob, per-member ones as lists."
     t = sub.add_parser('train', help='train an ensemble (two-layer MLPs, deeper MLPs or transformers)', formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d = TrainConfig()
     t.add_argument('--op', '--task', dest='op', default=d.op, choices=sorted(OPERATIONS) + sorted(image_sets()),
@@ -55,7 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument('--out', type=Path, default=None, help='write results, history and a training-curve figure here')
     t.add_argument('--force', action='store_true', help='replace an existing (non-empty) --out folder')
     t.add_argument('--quiet', action='store_true', help='no progress bar')
-    _data_parser(sub)
+
+# %% ../nbs/90_cli.ipynb #c005_1
+def _bench_parser(sub):
+    "The arguments of `modmem bench`."
     b = sub.add_parser('bench', help="model-steps/s of the engine against a loop of one-hot models and the GEMM bound (issue 11's table)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     b.add_argument('--sizes', type=int, nargs='+', default=[1, 16, 64, 289], help='ensemble sizes E in one α')
@@ -74,8 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument('--json', type=Path, default=None, help='write the table, the checks and the setup as JSON here')
     b.add_argument('--csv', type=Path, default=None, help='write the table as CSV here')
     b.add_argument('--quiet', action='store_true', help='no progress lines')
-    sub.add_parser('lease', add_help=False, help="the full preset as a queue of GPU-lease-sized parts: status, prepare, run, ingest "
-                   "(modmem lease --help; see modmem.lease)")
+
+# %% ../nbs/90_cli.ipynb #c005_2
+def _reproduce_parser(sub):
+    "The arguments of `modmem reproduce`."
     r = sub.add_parser('reproduce', help="run the experiment notebooks (papermill, or --plain) and index every figure",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     r.add_argument('--preset', default='quick', choices=['smoke', 'quick', 'full'],
@@ -92,6 +96,17 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument('--timeout', type=float, default=None, help='seconds allowed per notebook')
     r.add_argument('--experiments', type=Path, default=None, help='folder of experiment notebooks (default: ./experiments)')
     r.add_argument('--list', action='store_true', help='print the figure manifest with the status of OUT and exit')
+
+# %% ../nbs/90_cli.ipynb #c005_3
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog='modmem', description='Memorization and generalization on modular arithmetic.')
+    sub = ap.add_subparsers(dest='command', required=True)
+    _train_parser(sub)
+    _data_parser(sub)
+    _bench_parser(sub)
+    sub.add_parser('lease', add_help=False, help="the full preset as a queue of GPU-lease-sized parts: status, prepare, run, ingest "
+                   "(modmem lease --help; see modmem.lease)")
+    _reproduce_parser(sub)
     return ap
 
 # %% ../nbs/90_cli.ipynb #c006
@@ -139,6 +154,35 @@ def _check_reproduce(args):
     if args.device is not None: check_device(args.device)
     if args.out.exists() and not args.out.is_dir(): raise UsageError(f"--out {str(args.out)!r} is a file, not a folder")
 
+# %% ../nbs/90_cli.ipynb #c006_t
+def _train(args) -> int:
+    "`modmem train`: train the ensemble, print (or write) its results; warn about members that diverged."
+    cfg = config_from_args(args)
+    cfg.validate(cfg.member_table())
+    device = check_device(args.device or default_device())
+    if args.out: check_out(args.out, args.force)
+    res = train(cfg, device=device, progress=not (args.quiet or args.json))
+    if args.out:
+        def figure(folder):
+            import matplotlib; matplotlib.use('Agg')
+            import matplotlib.pyplot as plt
+            fig = plot_curves(res); fig.savefig(folder / 'curves.png', dpi=120); plt.close(fig)
+        res.save(args.out, force=args.force, extra=figure)
+    div = res.results.diverged
+    if args.json:
+        for rec in member_records(res): print(json.dumps(rec))
+    else:
+        cols = ['member'] + [k for k in PER_MEMBER if res.members[k].nunique() > 1] + \
+               ['train_acc', 'test_acc', 'corrupted_acc', 'corrupted_true_acc', 'clean_acc']
+        tbl = res.results[cols].round(4)
+        if div.any(): tbl.insert(1, 'status', ['diverged' if d else 'ok' for d in div])
+        print(tbl.to_string(index=False))
+        print(f"{len(res.members)} members, {cfg.steps} steps in {res.seconds:.1f} s" + (f"; wrote {args.out}" if args.out else ''))
+    if div.any():
+        print(f"modmem: warning: member(s) {', '.join(map(str, res.results.member[div]))} diverged (non-finite loss or weights): "
+              "their accuracies are NaN; lower --lr", file=sys.stderr)
+    return 0
+
 # %% ../nbs/90_cli.ipynb #c006_2
 def main(argv: list[str] | None = None):
     "Entry point of the `modmem` command: an ordinary mistake is one line on stderr and exit status 2, before any work."
@@ -155,30 +199,7 @@ def main(argv: list[str] | None = None):
         if args.command == 'reproduce':
             _check_reproduce(args)
             return _reproduce(args)
-        cfg = config_from_args(args)
-        cfg.validate(cfg.member_table())
-        device = check_device(args.device or default_device())
-        if args.out: check_out(args.out, args.force)
-        res = train(cfg, device=device, progress=not (args.quiet or args.json))
-        if args.out:
-            def figure(folder):
-                import matplotlib; matplotlib.use('Agg')
-                import matplotlib.pyplot as plt
-                fig = plot_curves(res); fig.savefig(folder / 'curves.png', dpi=120); plt.close(fig)
-            res.save(args.out, force=args.force, extra=figure)
-        div = res.results.diverged
-        if args.json:
-            for rec in member_records(res): print(json.dumps(rec))
-        else:
-            cols = ['member'] + [k for k in PER_MEMBER if res.members[k].nunique() > 1] + \
-                   ['train_acc', 'test_acc', 'corrupted_acc', 'corrupted_true_acc', 'clean_acc']
-            tbl = res.results[cols].round(4)
-            if div.any(): tbl.insert(1, 'status', ['diverged' if d else 'ok' for d in div])
-            print(tbl.to_string(index=False))
-            print(f"{len(res.members)} members, {cfg.steps} steps in {res.seconds:.1f} s" + (f"; wrote {args.out}" if args.out else ''))
-        if div.any():
-            print(f"modmem: warning: member(s) {', '.join(map(str, res.results.member[div]))} diverged (non-finite loss or weights): "
-                  "their accuracies are NaN; lower --lr", file=sys.stderr)
+        return _train(args)
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"modmem: error: {e}", file=sys.stderr)
         return 2
@@ -186,6 +207,8 @@ def main(argv: list[str] | None = None):
         print("modmem: interrupted", file=sys.stderr)
         return 130
     return 0
+
+# %% ../nbs/90_cli.ipynb #c006_b
 def _bench(args):
     from modmem.benchmark import benchmark, benchmark_checks, format_checks, format_ops
     from modmem.experiments import device_label
