@@ -171,6 +171,34 @@ def _plan(base, grid, device):
     "The chunks `plan_sweep` makes of `grid` on `device`: one training-set size each, sized by the device's memory model."
     return plan_sweep(base, grid, device=device)[1]
 
+# %% ../nbs/02h_benchmark.ipynb #c006_h
+def _row(case, members, alpha, sec_per_model_step, gemm_s, flops, chunks=1, note=''):
+    "One row of the benchmark table: rates, ms per model-step and the ratio to the GEMM bound."
+    return dict(case=case, members=members, alpha=alpha, chunks=chunks, model_steps_per_s=1 / sec_per_model_step,
+                ms_per_model_step=1e3 * sec_per_model_step, gemm_ms=1e3 * gemm_s, x_gemm=sec_per_model_step / gemm_s,
+                gflops=flops / sec_per_model_step / 1e9, note=note)
+
+def _phase_row(chunks, runs, mean_alpha, alphas, engine, bound, flops) -> dict:
+    "The phase diagram's row: its planned `chunks` timed by `engine`, per model-step over all `runs`."
+    tot_s = tot_gemm = tot_flops = 0.0
+    for c in chunks:
+        s, E = engine(c.config, c.members)
+        tot_s += s
+        tot_gemm += sum(bound(a) for a in c.members.train_frac)
+        tot_flops += sum(flops(a) for a in c.members.train_frac)
+    sizes_txt = '/'.join(str(len(c.runs)) for c in chunks)
+    return _row('phase diagram', runs, mean_alpha, tot_s / runs, tot_gemm / runs, tot_flops / runs, chunks=len(chunks),
+                note=f"α {'/'.join(f'{a:g}' for a in alphas)}; planned chunks of {sizes_txt} members")
+
+def _table(rows, device, op_counts) -> pd.DataFrame:
+    "The rows as a table, with the speed-up over the sequential loop, the device and the op counts."
+    tbl = pd.DataFrame(rows)
+    tbl['x_sequential'] = tbl.model_steps_per_s / tbl.model_steps_per_s.iloc[0]
+    tbl.loc[tbl.case == 'gemm', 'x_sequential'] = float('nan')
+    tbl.insert(1, 'device', device)
+    tbl.attrs['ops'] = op_counts
+    return tbl
+
 # %% ../nbs/02h_benchmark.ipynb #c006_1
 def benchmark(sizes=(1, 16, 64, 289), p: int = 97, width: int = 500, train_frac: float = 0.5, steps: int = 2,
               device: str | None = None, alphas=(0.3, 0.5, 0.7, 0.9), runs: int = 289, compare: int = 16,
@@ -189,14 +217,10 @@ def benchmark(sizes=(1, 16, 64, 289), p: int = 97, width: int = 500, train_frac:
         if a not in t_gemm: t_gemm[a] = gemm_seconds(train_rows(p, a), width, p, device, steps, warmup, min_seconds)
         return t_gemm[a]
     base = TrainConfig(p=p, width=width, weight_decay=1.0)
-    def row(case, members, alpha, sec_per_model_step, gemm_s, flops, chunks=1, note=''):
-        return dict(case=case, members=members, alpha=alpha, chunks=chunks, model_steps_per_s=1 / sec_per_model_step,
-                    ms_per_model_step=1e3 * sec_per_model_step, gemm_ms=1e3 * gemm_s, x_gemm=sec_per_model_step / gemm_s,
-                    gflops=flops / sec_per_model_step / 1e9, note=note)
     rows = []
     seq = 1 / sequential_rate(sequential, p, width, train_frac, steps, device, warmup, min_seconds)
     flops = lambda a: gemm_flops(train_rows(p, a), width, p)
-    rows.append(row('sequential', sequential, train_frac, seq, bound(train_frac), flops(train_frac),
+    rows.append(_row('sequential', sequential, train_frac, seq, bound(train_frac), flops(train_frac),
                     chunks=sequential, note='nn.Linear one-hot MLP + torch.optim.AdamW, one model after another'))
     say(f"sequential: {1e3 * seq:.2f} ms per model-step")
     def engine(cfg, members=None):
@@ -205,30 +229,16 @@ def benchmark(sizes=(1, 16, 64, 289), p: int = 97, width: int = 500, train_frac:
         return _per_step(engine_step(cfg, members, device), steps, device, warmup, min_seconds=min_seconds), E
     for E in sizes:
         s, _ = engine(replace(base, train_frac=train_frac, seed=list(range(E))))
-        rows.append(row('engine', E, train_frac, s / E, bound(train_frac), flops(train_frac), note='one α, members differ in seed'))
+        rows.append(_row('engine', E, train_frac, s / E, bound(train_frac), flops(train_frac), note='one α, members differ in seed'))
         say(f"engine E={E}: {1e3 * s / E:.2f} ms per model-step")
-    chunks = _plan(base, phase_grid(alphas, runs), device)
-    tot_s = tot_gemm = tot_flops = 0.0
-    for c in chunks:
-        s, E = engine(c.config, c.members)
-        tot_s += s
-        tot_gemm += sum(bound(a) for a in c.members.train_frac)
-        tot_flops += sum(flops(a) for a in c.members.train_frac)
-    sizes_txt = '/'.join(str(len(c.runs)) for c in chunks)
-    rows.append(row('phase diagram', runs, mean_alpha, tot_s / runs, tot_gemm / runs, tot_flops / runs, chunks=len(chunks),
-                    note=f"α {'/'.join(f'{a:g}' for a in alphas)}; planned chunks of {sizes_txt} members"))
-    say(f"phase diagram: {len(chunks)} chunks, {1e3 * tot_s / runs:.2f} ms per model-step")
+    rows.append(_phase_row(_plan(base, phase_grid(alphas, runs), device), runs, mean_alpha, alphas, engine, bound, flops))
+    say(f"phase diagram: {rows[-1]['chunks']} chunks, {rows[-1]['ms_per_model_step']:.2f} ms per model-step")
     s, _ = engine(replace(base, train_frac=mean_alpha, seed=list(range(compare))))
-    rows.append(row('mean α', compare, mean_alpha, s / compare, bound(mean_alpha), flops(mean_alpha),
+    rows.append(_row('mean α', compare, mean_alpha, s / compare, bound(mean_alpha), flops(mean_alpha),
                     note='comparison for the phase diagram'))
     for a in sorted(t_gemm):
-        rows.append(row('gemm', 1, a, t_gemm[a], t_gemm[a], flops(a), note=f'3 torch.matmul of [{train_rows(p, a)}×{width}]·[{width}×{p}] size'))
-    tbl = pd.DataFrame(rows)
-    tbl['x_sequential'] = tbl.model_steps_per_s / tbl.model_steps_per_s.iloc[0]
-    tbl.loc[tbl.case == 'gemm', 'x_sequential'] = float('nan')
-    tbl.insert(1, 'device', device)
-    tbl.attrs['ops'] = op_counts
-    return tbl
+        rows.append(_row('gemm', 1, a, t_gemm[a], t_gemm[a], flops(a), note=f'3 torch.matmul of [{train_rows(p, a)}×{width}]·[{width}×{p}] size'))
+    return _table(rows, device, op_counts)
 
 # %% ../nbs/02h_benchmark.ipynb #c020
 LIMITS = dict(phase_diagram=1.3, one_alpha=1.2, gemm=1.3, sequential=1.5)

@@ -30,7 +30,7 @@ class Entry:
 def _e(id, title, notebook, note=''): return Entry(id, id.split('-')[0], title, notebook, note)
 
 # %% ../nbs/07_manifest.ipynb #c005_1
-MANIFEST = (
+_PAPER1 = (
     # paper 1: Doshi et al. 2024
     _e('p1-fig01', 'Training curves in three phases (wd 0 / 5 / 15; α=0.5, ξ=0.35)', 'p1_curves'),
     _e('p1-fig02', 'Grokking on clean data: accuracy and mean IPR, one U row before/after, IPR histograms', 'p1_ipr'),
@@ -71,6 +71,10 @@ MANIFEST = (
     _e('p1-fig30', 'ReLU, 10× width: phase diagrams under weight decay', 'p1_appendix_diagrams'),
     _e('p1-fig31', 'Modular multiplication: phase diagrams under weight decay', 'p1_appendix_diagrams'),
     _e('p1-fig32', 'Neurons needed after maximal low-IPR pruning, against width', 'p1_pruning'),
+)
+
+# %% ../nbs/07_manifest.ipynb #c005_2
+_PAPER2 = (
     # paper 2: Liu & Lu 2026 (reconstructed list: numbering is an estimate)
     _e('p2-fig01', 'Test accuracy against width M, one curve per noise fraction ξ, with the filtered f^G', 'p2_scaling'),
     _e('p2-fig02', 'Clean-train, noisy-train and test accuracy against M for several ξ and weight decays', 'p2_scaling'),
@@ -95,6 +99,7 @@ MANIFEST = (
     _e('p2-figA32', 'Transformer: training curves and unembedding spectrum before/after filtration', 'p2_transformer'),
     _e('p2-table3', 'Frequency filtration on a transformer', 'p2_transformer'),
 )
+MANIFEST = _PAPER1 + _PAPER2
 
 # %% ../nbs/07_manifest.ipynb #c009
 def manifest_table() -> pd.DataFrame:
