@@ -45,6 +45,10 @@ _PAPER1 = (
     _e('p1-fig07b', '3-layer ReLU MLP phase diagrams and input-layer IPR', 'p1_deep_mlp'),
     _e('p1-table2', 'Phase thresholds (Table 2) and how many runs each phase took in the diagrams', 'p1_phase_diagrams'),
     _e('p1-fig08', 'Forgetting at wd 20: accuracy and weight norms', 'p1_curves'),
+)
+
+# %% ../nbs/07_manifest.ipynb #c005_1b
+_PAPER1_APPENDIX = (
     _e('p1-fig09', 'Phase diagrams with post-activation BatchNorm (minibatch, panels by batch size)', 'p1_appendix_diagrams'),
     _e('p1-fig10', 'Phase diagrams, minibatch training without normalization', 'p1_appendix_diagrams'),
     _e('p1-fig11', 'Phase diagrams with post-activation LayerNorm', 'p1_appendix_diagrams'),
@@ -99,7 +103,7 @@ _PAPER2 = (
     _e('p2-figA32', 'Transformer: training curves and unembedding spectrum before/after filtration', 'p2_transformer'),
     _e('p2-table3', 'Frequency filtration on a transformer', 'p2_transformer'),
 )
-MANIFEST = _PAPER1 + _PAPER2
+MANIFEST = _PAPER1 + _PAPER1_APPENDIX + _PAPER2
 
 # %% ../nbs/07_manifest.ipynb #c009
 def manifest_table() -> pd.DataFrame:
