@@ -368,7 +368,7 @@ def nearest(self: SweepResult, **settings) -> int:
 @patch
 def train_result(self: SweepResult, run: int, device: str | torch.device | None = None) -> tuple[TrainResult, int]:
     "The ensemble holding `run` as a `TrainResult` (model from the stored weights on `device`) and the run's member index."
-    model, member = self.model(run, device)
+    model, member = self.network(run, device)
     c = self.chunk_of(run)
     data = config_data(c.config, c.members).to(next(model.parameters()).device)
     history = self.history(c.runs)
