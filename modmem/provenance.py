@@ -13,7 +13,7 @@ __all__ = ['TRAINING_MODULES', 'PACKAGE', 'source_hash', 'training_hash']
 
 # %% ../nbs/00a_provenance.ipynb #c005
 TRAINING_MODULES = ('data', 'device', 'metrics', 'models', 'deep', 'transformer', 'image_mlp', 'families',  # the code a sweep
-                    'optim', 'config', 'memory', 'grads', 'training', 'sweep')                             # chunk's numbers depend on
+                    'optim', 'config', 'memory', 'grads', 'training', 'plan', 'store', 'sweep')            # chunk's numbers depend on
 PACKAGE = Path(__file__).resolve().parent if '__file__' in globals() else None
 
 def _package_dir() -> Path:

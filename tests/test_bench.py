@@ -106,8 +106,8 @@ def test_child_gets_its_gpu_and_cuda_device(monkeypatch, tmp_path):
     rec = reproduce_mod.run_notebook('p1_curves', 'smoke', tmp_path / 'figs', ex, device='cuda:1', runner='plain', gpu='6')
     assert seen['env']['CUDA_VISIBLE_DEVICES'] == '6'
     cmd = seen['cmd']
-    child = cmd[cmd.index('-c', 2) - 1:] if cmd.count('-c') > 1 else cmd  # under the Linux supervisor: its child's command
-    assert child[1] == '-c' and json.loads(child[4])['device'] == 'cuda'
+    child = cmd[6:] if cmd[1:4] == ['-m', 'modmem.runner', 'supervise'] else cmd  # under the Linux supervisor: its child's command
+    assert child[1:4] == ['-m', 'modmem.runner', 'plain'] and json.loads(child[5])['device'] == 'cuda'
     assert rec['gpu'] == '6' and rec['runner'] == 'plain'
 
 

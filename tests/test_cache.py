@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 import modmem.sweep as S
+import modmem.plan as P
 from modmem.training import TrainConfig
 from modmem.sweep import (sweep, sweep_extra, plan_sweep, config_key, chunk_done, chunk_problem, chunk_lock, save_chunk, run_chunk,
                           CacheWarning, TRAINING_HASH, SCHEMA)
@@ -38,7 +39,7 @@ def test_key_changes_with_the_training_code(monkeypatch):
     _, (c,) = plan_sweep(BASE, {'lr': [0.01]})
     assert c.code == TRAINING_HASH and len(TRAINING_HASH) == 16 and config_key(c.config, c.members) == c.key
     assert config_key(c.config, c.members, code='0' * 16) != c.key
-    monkeypatch.setattr(S, 'TRAINING_HASH', 'f' * 16)
+    monkeypatch.setattr(P, 'TRAINING_HASH', 'f' * 16)
     _, (d,) = plan_sweep(BASE, {'lr': [0.01]})
     assert d.key != c.key and d.code == 'f' * 16
 
@@ -47,7 +48,7 @@ def test_changed_code_retrains_instead_of_reading_old_numbers(tmp_path, monkeypa
     a = sweep(BASE, GRID, tmp_path, **KW)
     assert len(a.computed) == 2
     assert sweep(BASE, GRID, tmp_path, **KW).computed == []
-    monkeypatch.setattr(S, 'TRAINING_HASH', 'e' * 16)  # as if data/models/training/sweep had changed
+    monkeypatch.setattr(P, 'TRAINING_HASH', 'e' * 16)  # as if data/models/training/sweep had changed
     b = sweep(BASE, GRID, tmp_path, **KW)
     assert len(b.computed) == 2 and b.cached == [] and not set(b.computed) & set(a.computed)
     for c in b.chunks:

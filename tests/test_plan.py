@@ -1,8 +1,8 @@
 "Every `full` phase-diagram study plans into chunks that fit an 80 GB GPU and a GPU lease, without training (and without a GPU); the plan is the same on every large GPU and whatever ran before."
 import pytest
-import modmem.sweep as sweep_mod
+import modmem.plan as plan_mod
 from modmem.studies import STUDIES, study
-from modmem.sweep import plan_sweep, CHUNK_SECONDS, PLAN_MEMORY
+from modmem.plan import plan_sweep, CHUNK_SECONDS, PLAN_MEMORY
 from modmem.training import n_train_rows, train_memory, TrainConfig
 
 GPU = 80 * 10 ** 9  # an H100's memory, as mem_get_info would report most of it free
@@ -35,11 +35,11 @@ def test_plan_is_the_same_on_every_large_gpu(name, monkeypatch):
     s = study(name, 'full')
     keys = []
     for total in (81559 * 2 ** 20, 143771 * 2 ** 20):  # what an H100 80 GB and an H200 report
-        monkeypatch.setattr(sweep_mod, 'device_capacity', lambda device=None, t=total: t)
+        monkeypatch.setattr(plan_mod, 'device_capacity', lambda device=None, t=total: t)
         keys.append([c.key for c in plan_sweep(s.base, s.grid, s.chunk_size, device='cuda')[1]])
     assert keys[0] == keys[1]
-    monkeypatch.setattr(sweep_mod, 'device_capacity', lambda device=None: 40 * 10 ** 9)  # a smaller GPU plans for its own size
-    assert sweep_mod.memory_budget('cuda') == int(0.85 * 40e9) < PLAN_MEMORY
+    monkeypatch.setattr(plan_mod, 'device_capacity', lambda device=None: 40 * 10 ** 9)  # a smaller GPU plans for its own size
+    assert plan_mod.memory_budget('cuda') == int(0.85 * 40e9) < PLAN_MEMORY
 
 
 def test_memory_model_grows_with_members_and_rows():
