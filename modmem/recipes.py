@@ -545,8 +545,9 @@ def arch_study(name: str, preset: str) -> Recipe:
     return _lookup(name, preset, ARCH_STUDIES, 'architecture study')
 
 def study(name: str, preset: str = 'full') -> Recipe:
-    "Paper 1's study `name` (one of `STUDIES`) at `preset` (default: the paper's own settings): `recipe(name, preset)`."
-    return _lookup(name, preset, STUDIES, 'study')
+    "Paper 1's study `name` (one of `STUDIES`) at `preset`: `recipe(name, preset)`; at `full`, with the paper's note on it."
+    r = _lookup(name, preset, STUDIES, 'study')
+    return replace(r, note=_paper_studies()[name]['note']) if preset == 'full' else r
 
 def lookup(name: str, preset: str) -> Recipe:
     "The recipe `name` at `preset` (the old name of `recipe`, which now holds every study too)."
@@ -557,7 +558,7 @@ def studies_table() -> pd.DataFrame:
     "Every study at paper 1's settings: figure, runs, model-steps, notes."
     rows = []
     for name in STUDIES:
-        s = recipe(name, 'full')
+        s = study(name)
         rows.append(dict(study=name, figure=s.figure, preset='full', kind=s.kind, p=s.base.p, width=s.base.width,
                          runs=s.n_runs, model_steps=s.model_steps, panel=s.panel, note=s.note))
     return pd.DataFrame(rows)
