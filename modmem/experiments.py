@@ -20,11 +20,13 @@ from .claims import evaluate as evaluate_claims
 from .provenance import source_hash
 from .recipes import PRESETS, check_preset, pick, Recipe, recipe
 from .phases import PHASES, add_phases, phase_summary, panel_label, plot_phase_diagram, plot_phase_rows
+from .fourier import neuron_ipr
+from typing import Sequence
 from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['OUTPUTS', 'REVISION', 'WEIGHTS_CAP', 'DEADLINE', 'git_revision', 'device_label', 'jsonable', 'cpu_model', 'cpu_info',
-           'reproducible', 'OutOfTime', 'weight_bytes', 'env_deadline', 'Experiment']
+           'reproducible', 'OutOfTime', 'weight_bytes', 'env_deadline', 'Experiment', 'final_values']
 
 # %% ../nbs/07e_experiments.ipynb #c008
 OUTPUTS = ('figures',)  # folders of a checkout that hold what the code made, not code: their changes leave a revision clean
@@ -213,6 +215,21 @@ def before_after(self: Experiment, res: SweepResult, run: int, fn, final: str | 
         if not len(t): raise ValueError(f"run {run} has no neuron metric {final!r}: sweep with neuron_metrics={{{final!r}: …}}")
         after = t.sort_values('neuron').value.to_numpy(np.float64)
     return {'init': fn(init)[m].detach().cpu().numpy(), 'final': after}
+
+# %% ../nbs/07e_experiments.ipynb #c011i2
+@patch
+def run_iprs(self: Experiment, res: SweepResult) -> dict:
+    "Per-neuron IPR [N] of every run of a sweep, from its stored weights: run → tensor."
+    out = {}
+    for run in res.results.run:
+        model, member, _ = self.network(res, run)
+        out[run] = neuron_ipr(model)[member].float().cpu()
+    return out
+
+def final_values(res: SweepResult, runs: Sequence[int], metric: str) -> np.ndarray:
+    "The neuron metric `metric` of `runs` after training, one run after the other (from the sweep's neuron table)."
+    t = res.neurons(runs).query(f"metric == {metric!r}")
+    return np.concatenate([t[t.run == r].sort_values('neuron').value.to_numpy(np.float64) for r in runs])
 
 # %% ../nbs/07e_experiments.ipynb #c011j
 @patch

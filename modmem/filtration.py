@@ -5,7 +5,7 @@
 # %% ../nbs/03a_filtration.ipynb #c002
 from __future__ import annotations
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 import torch
@@ -17,8 +17,8 @@ from .fourier import neuron_ipr, neuron_vectors, dominant_frequency, check_index
 # %% auto #0
 __all__ = ['ZERO_PARTS', 'BIAS_CHOICES', 'NETWORKS', 'PHASE_SIGNS', 'FILTERED_ACCURACIES', 'split_curves', 'split_neurons',
            'Filtration', 'frequency_filtration', 'filtration_accuracy', 'filtration_metric', 'phase_alignment',
-           'frequency_sparsity', 'phase_mse_table', 'neuron_stats', 'plot_filtration', 'plot_phase_alignment',
-           'filtration_accuracy_metric']
+           'frequency_sparsity', 'phase_mse_table', 'neuron_stats', 'by_noise', 'plot_filtration',
+           'plot_phase_alignment', 'filtration_accuracy_metric']
 
 # %% ../nbs/03a_filtration.ipynb #c005
 def split_curves(x: torch.Tensor, freq: torch.Tensor, keep_dc: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,6 +171,14 @@ def neuron_stats(model: EnsembleMLP) -> pd.DataFrame:
     ipr, r = neuron_ipr(model).cpu(), frequency_sparsity(model).mean(-1).cpu()
     return pd.DataFrame(dict(member=np.repeat(np.arange(model.n_members), model.width), ipr=ipr.flatten().numpy(),
                              rho=r.flatten().numpy()))
+
+# %% ../nbs/03a_filtration.ipynb #c021d
+def by_noise(fn, ensemble: tuple, noises: Sequence[float], extra: tuple, extra_noise: float) -> pd.DataFrame:
+    "`fn(model, data)` of `ensemble` = (model, member, data), member e at noise `noises[e]`, and of `extra` at `extra_noise`: one table."
+    m, _, d = ensemble
+    a = fn(m, d).assign(noise=lambda t: [noises[e] for e in t.member])
+    b = fn(*extra[::2]).assign(noise=extra_noise)
+    return pd.concat([a, b], ignore_index=True).sort_values('noise', kind='stable').reset_index(drop=True)
 
 # %% ../nbs/03a_filtration.ipynb #c023
 def plot_filtration(table: pd.DataFrame, member: int = 0, title: str = '', ax=None):

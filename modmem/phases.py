@@ -7,12 +7,13 @@ from __future__ import annotations
 import math, numbers
 from typing import Sequence
 import numpy as np
+import torch
 import pandas as pd
 
 # %% auto #0
 __all__ = ['PHASES', 'UNDECIDED', 'PHASE_COLORS', 'DIVERGED', 'DIVERGED_COLOR', 'PHASES_ALL', 'classify_phase',
            'phases_from_history', 'add_phases', 'panel_label', 'phase_summary', 'plot_phase_diagram', 'plot_phase_rows',
-           'plot_phase_ipr']
+           'plot_phase_ipr', 'r4', 'histogram_numbers', 'ipr_panels', 'ipr_cell_numbers']
 
 # %% ../nbs/05_phases.ipynb #c005
 PHASES = ('Coexistence', 'Partial Inversion', 'Full Inversion', 'Memorization', 'Forgetting', 'Confusion')
@@ -218,3 +219,33 @@ def plot_phase_ipr(results: pd.DataFrame, panel: str | None, iprs: dict, title: 
     if title: fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
+
+# %% ../nbs/05_phases.ipynb #c021d
+def r4(x) -> float:
+    "A measured number rounded to 4 digits, as figure records store it."
+    return round(float(x), 4)
+
+def histogram_numbers(v: torch.Tensor) -> dict:
+    "What paper 1 reads off an IPR histogram: mean, neurons in the lowest of 20 bins, shares below 0.15 and above 0.7."
+    v = v[~v.isnan()]
+    counts = torch.histc(v, bins=20, min=0, max=1)
+    high = counts[10:]
+    return dict(mean_ipr=r4(v.mean()), lowest_bin_count=int(counts[0]), below_015=r4((v < 0.15).float().mean()),
+                above_07=r4((v > 0.7).float().mean()),
+                high_mode_bin=f"{0.5 + 0.05 * int(high.argmax()):.2f}-{0.55 + 0.05 * int(high.argmax()):.2f}" if high.sum() else None)
+
+# %% ../nbs/05_phases.ipynb #c021h
+def ipr_panels(results: pd.DataFrame, iprs: dict, panel: str, word: str) -> tuple[dict, dict]:
+    "Per run of `results`: {'{word} {value}': numbers} and {'{word} {value}: {phase}': IPRs}; `iprs` maps run → IPRs [N]."
+    t = add_phases(results)
+    label = lambda r: f"{word} {getattr(r, panel):g}"
+    numbers = {label(r): dict(phase=r.phase, train_acc=r4(r.train_acc), test_acc=r4(r.test_acc), **histogram_numbers(iprs[r.run]))
+               for r in t.itertuples()}
+    return numbers, {f"{label(r)}: {r.phase}": iprs[r.run] for r in t.itertuples()}
+
+def ipr_cell_numbers(tab: pd.DataFrame, run: int, iprs: dict, name: str = 'emb_ipr') -> dict:
+    "The numbers of run `run` (a row of `tab`, phases added, indexed by run) whose IPRs `iprs` = {'init': …, 'final': …} are shown."
+    r = tab.loc[run]
+    return dict(alpha=r4(r.train_frac), xi=r4(r.noise), phase=r.phase, train_acc=r4(r.train_acc), test_acc=r4(r.test_acc),
+                **{f'{name}_init': r4(np.mean(iprs['init'])), f'{name}_final': r4(np.mean(iprs['final'])),
+                   f'{name}_final_q90': r4(np.quantile(iprs['final'], 0.9))})

@@ -14,10 +14,10 @@ from .training import evaluate, Metric
 from .fourier import neuron_ipr
 
 # %% auto #0
-__all__ = ['SCORES', 'ORDERS', 'FRACTIONS', 'CURVE_METRICS', 'ACC_LABELS', 'LOSS_LABELS', 'neuron_strength', 'neuron_scores',
-           'masked_copies', 'member_data', 'prune_order', 'pruning_curves', 'plot_pruning', 'corrupted_logits',
-           'plot_corrupted_logits', 'spearman', 'neurons_needed', 'needed_by_member', 'plot_width_sweep',
-           'needed_metric']
+__all__ = ['SCORES', 'ORDERS', 'FRACTIONS', 'CURVE_METRICS', 'ACC_LABELS', 'LOSS_LABELS', 'plot_width_sweep', 'neuron_strength',
+           'neuron_scores', 'masked_copies', 'member_data', 'prune_order', 'pruning_curves', 'plot_pruning',
+           'corrupted_logits', 'plot_corrupted_logits', 'spearman', 'neurons_needed', 'needed_by_member',
+           'plot_needed_by_width', 'needed_metric']
 
 # %% ../nbs/04_pruning.ipynb #c005
 SCORES = ('ipr', 'strength')
@@ -183,8 +183,9 @@ def needed_by_member(model, data, fractions: Sequence[float] = FRACTIONS, loss: 
                          prunable=1 - n / model.width))
     return pd.DataFrame(rows)
 
-def plot_width_sweep(sweep: pd.DataFrame, title: str = ''):
-    "Neurons needed and % prunable against width, mean ± standard error over seeds."
+# %% ../nbs/04_pruning.ipynb #c033q
+def plot_needed_by_width(sweep: pd.DataFrame, title: str = ''):
+    "Neurons needed and % prunable against width (rows of `needed_by_member`), mean ± standard error over seeds."
     import matplotlib.pyplot as plt
     g = sweep.groupby('width')
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
@@ -196,6 +197,8 @@ def plot_width_sweep(sweep: pd.DataFrame, title: str = ''):
     if title: fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+plot_width_sweep = plot_needed_by_width   # its old name, after the recipe `width_sweep` (now `p1_widths`)
 
 # %% ../nbs/04_pruning.ipynb #c034n
 def _needed(model, data, fractions, loss, tol) -> dict:

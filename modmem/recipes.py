@@ -14,13 +14,13 @@ import matplotlib.pyplot as plt
 from fastcore.basics import patch
 from .training import TrainConfig, paper1_minibatch
 from .sweep import plan_sweep, sweep, sweep_throughput, SweepResult
-from .phases import plot_phase_diagram, plot_phase_rows
+from .phases import plot_phase_diagram, plot_phase_rows, r4  # r4: how records round, beside the numbers it rounds
 from .dynamics import PAPER2, paper2_config
 from .scaling import paper2_widths
 
 # %% auto #0
 __all__ = ['PRESETS', 'REGISTRY', 'RENAMED', 'PAPER_SCALE', 'WD', 'DP', 'STUDIES', 'HISTOGRAM_CELL', 'P2_OPS', 'P2_INDEX',
-           'PHASE_RECIPES', 'ARCH_STUDIES', 'RECIPES', 'check_preset', 'pick', 'describe', 'r4', 'sweep_size', 'Recipe',
+           'PHASE_RECIPES', 'ARCH_STUDIES', 'RECIPES', 'check_preset', 'pick', 'describe', 'sweep_size', 'Recipe',
            'Study', 'plot_runs', 'Entry', 'register', 'recipe', 'phase_study', 'arch_study', 'study', 'lookup',
            'studies_table', 'recipe_users', 'shared_recipes']
 
@@ -49,10 +49,6 @@ def describe(c: TrainConfig) -> str:
              'transformer': f"{c.layers}-block transformer d={c.width}, {c.heads} heads" + (', tied' if c.tied else '')}[c.model]
     return (f"{task}, {model}, {c.loss}, {c.optimizer} lr={c.lr:g}, {batch}, {c.steps} steps"
             + (f", {c.norm}norm" if c.norm else ''))
-
-def r4(x) -> float:
-    "A measured number rounded to 4 digits, as figure records store it."
-    return round(float(x), 4)
 
 def sweep_size(base: TrainConfig, grid: dict) -> dict:
     "Runs, chunks, model-steps and neuron-steps (width × steps, summed over runs) that a sweep of `grid` over `base` trains."
@@ -545,8 +541,9 @@ def arch_study(name: str, preset: str) -> Recipe:
     return _lookup(name, preset, ARCH_STUDIES, 'architecture study')
 
 def study(name: str, preset: str = 'full') -> Recipe:
-    "Paper 1's study `name` (one of `STUDIES`) at `preset` (default: the paper's own settings): `recipe(name, preset)`."
-    return _lookup(name, preset, STUDIES, 'study')
+    "Paper 1's study `name` (one of `STUDIES`) at `preset`: `recipe(name, preset)`; at `full`, with the paper's note on it."
+    r = _lookup(name, preset, STUDIES, 'study')
+    return replace(r, note=_paper_studies()[name]['note']) if preset == 'full' else r
 
 def lookup(name: str, preset: str) -> Recipe:
     "The recipe `name` at `preset` (the old name of `recipe`, which now holds every study too)."
@@ -557,7 +554,7 @@ def studies_table() -> pd.DataFrame:
     "Every study at paper 1's settings: figure, runs, model-steps, notes."
     rows = []
     for name in STUDIES:
-        s = recipe(name, 'full')
+        s = study(name)
         rows.append(dict(study=name, figure=s.figure, preset='full', kind=s.kind, p=s.base.p, width=s.base.width,
                          runs=s.n_runs, model_steps=s.model_steps, panel=s.panel, note=s.note))
     return pd.DataFrame(rows)

@@ -77,6 +77,20 @@ def test_recipe_users_are_the_notebooks_that_use_them():
     assert not wrong, f'recipes whose declared notebooks differ from those that use them: {wrong}'
 
 
+def test_study_notes_at_full_are_the_papers():
+    "Merging studies into recipes kept both notes: `study(n)` the paper's note on its settings, `recipe(n, 'full')` the registry's."
+    from modmem.recipes import study, recipe, studies_table
+    notes = {'dropout_curves': '[inferred] α = 0.5, ξ = 0.35', 'bn_gamma': 'paper: "Adam", i.e. AdamW with weight decay 0',
+             'forgetting': '', 'norm_curves': '',
+             'layernorm': 'post-activation LayerNorm; batch sizes [inferred]: the LayerNorm script was not released',
+             'wide_weight_decay': 'N = 10 × 500 = 5000', 'ce_dropout': 'dropout rates [inferred]'}
+    assert {n: study(n).note for n in notes} == notes
+    assert studies_table().set_index('study').note[list(notes)].to_dict() == notes
+    assert {n: recipe(n, 'full').note for n in ('forgetting', 'dropout_curves', 'norm_curves', 'bn_gamma')} == {
+        'forgetting': 'paper 1 Fig. 8; quick: p = 71, N = 300, α = 0.6 stand in for p = 97, N = 500, α = 0.5',
+        'dropout_curves': 'paper 1 Figs. 4b, 19', 'norm_curves': 'paper 1 Figs. 20-22', 'bn_gamma': 'paper 1 Fig. 5'}
+
+
 def test_all_experiments_at_smoke(tmp_path):
     "CI runs every experiment notebook at the smoke preset; each saves exactly its manifest figures."
     t = reproduce('smoke', out=tmp_path, experiments=EXPERIMENTS, progress=False)
