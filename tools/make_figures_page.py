@@ -210,12 +210,12 @@ def render(figures: Path = FIGURES) -> str:
            'The heading says what the paper\'s figure shows, a **note** how modmem\'s version differs or why it is missing; **measured** lists the first '
            'numbers of the record that `modmem reproduce` saved beside the image (all of them are in its JSON file, '
            'with the config, device and wall time). The experiment notebook that makes each figure is linked; '
-           '[Figure manifest](07_manifest.ipynb) explains the statuses and [Reproduce](07b_reproduce.ipynb) how to '
+           '[Figure manifest](07_manifest.ipynb) explains the statuses and [Reproduce](07h_reproduce.ipynb) how to '
            'run them. A figure made at both presets shows both: its numbers at `full`, then at `quick`, and the two images side by side, `full` on the left. The `full` figures come from short GPU '
-           'leases ([GPU leases](07c_lease.ipynb): a queue of lease-sized parts) or, for the cheapest notebooks, from a CPU; '
+           'leases ([GPU leases](07j_lease.ipynb): a queue of lease-sized parts) or, for the cheapest notebooks, from a CPU; '
            'each names its device, wall time and git revision.', '',
            '**Claims.** Being made is not being reproduced: under each figure, the one to four things the paper says with it '
-           'are checks with a margin chosen from the paper ([Claims](07d_claims.ipynb)), judged on the figure\'s own numbers at '
+           'are checks with a margin chosen from the paper ([Claims](07b_claims.ipynb)), judged on the figure\'s own numbers at '
            'each preset — **holds**, **partly** (the direction holds, the margin does not), **fails**, or **not measurable** '
            '(the preset lacks the quantity). A claim marked *paper scale* needs the paper\'s $p$, widths or steps. '
            'Where a claim fails at `quick`, the figure\'s notebook says why that is believed to be the scale, or that it is not understood.', '',
