@@ -12,9 +12,9 @@ import pandas as pd
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['OPERATIONS', 'MAX_P', 'CORRUPTION_MODES', 'is_prime', 'check_task', 'n_pairs', 'ModularTask', 'check_fraction',
-           'check_train_rows', 'check_mode', 'split_mask', 'noisy_labels', 'corrupt_labels', 'authors_split',
-           'EnsembleData', 'make_data', 'UsageError']
+__all__ = ['OPERATIONS', 'MAX_P', 'CORRUPTION_MODES', 'is_prime', 'check_task', 'n_pairs', 'TaskTable', 'ModularTask',
+           'check_fraction', 'check_train_rows', 'check_mode', 'split_mask', 'noisy_labels', 'corrupt_labels',
+           'authors_split', 'EnsembleData', 'make_data', 'UsageError']
 
 # %% ../nbs/00_data.ipynb #c005
 def is_prime(n: int) -> bool:
@@ -49,7 +49,15 @@ def n_pairs(op: str | Callable, p: int) -> int:
     return p * (p - 1) if op == 'div' else p * p
 
 # %% ../nbs/00_data.ipynb #913420cd
-class ModularTask:
+class TaskTable:
+    "What every task gives the trainer: `pairs` [n, 2] (a, b) and `labels` [n], and `tables` to move them to a device once."
+    def tables(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        "The pairs [n, 2] and labels [n] on `device`: copied there on the first call, then cached."
+        key, cache = str(torch.device(device)), self.__dict__.setdefault('_tables', {})
+        if key not in cache: cache[key] = self.pairs.to(device), self.labels.to(device)
+        return cache[key]
+
+class ModularTask(TaskTable):
     "All input pairs (a, b) of an operation mod `p`, with their true labels (on the CPU; `tables(device)` for a device)."
     def __init__(self, op: str | Callable = 'add', p: int = 97):
         check_task(op, p)
@@ -66,12 +74,6 @@ class ModularTask:
             raise ValueError(f"operation {self.op!r} must map each pair to one label in [0, {p}), got shape {tuple(labels.shape)}")
         self.labels = labels
         self._tables = {}
-
-    def tables(self, device) -> tuple[torch.Tensor, torch.Tensor]:
-        "The pairs [n, 2] and labels [n] on `device`: copied there on the first call, then cached."
-        key, cache = str(torch.device(device)), self.__dict__.setdefault('_tables', {})
-        if key not in cache: cache[key] = self.pairs.to(device), self.labels.to(device)
-        return cache[key]
 
     def __getstate__(self): return {**self.__dict__, '_tables': {}}  # device copies stay in their process
     def __len__(self): return len(self.pairs)

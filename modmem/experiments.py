@@ -176,9 +176,8 @@ def torch_device(self: Experiment) -> torch.device:
 @patch
 def network(self: Experiment, res: SweepResult, run: int):
     "The trained ensemble holding `run`, the run's member index and the ensemble's data, on this experiment's device."
-    c = next((c for c in res.chunks if run in c.runs), None)
-    if c is None: raise ValueError(f"run {run!r} is not in this sweep: its runs are 0 … {len(res.grid) - 1}")
-    model, member = res.model(run, device=self.torch_device)
+    c = res.chunk_of(run)
+    model, member = res.network(run, device=self.torch_device)
     return model, member, config_data(c.config, c.members).to(self.torch_device)
 
 # %% ../nbs/07e_experiments.ipynb #c011g
@@ -195,11 +194,7 @@ def networks(self: Experiment, res: SweepResult, by: str) -> dict:
 @patch
 def initial(self: Experiment, res: SweepResult, run: int):
     "The ensemble holding `run` as it was initialized (same seeds and settings, before any step) and the run's member index, on this experiment's device."
-    c = next((c for c in res.chunks if run in c.runs), None)
-    if c is None: raise ValueError(f"run {run!r} is not in this sweep: its runs are 0 … {len(res.grid) - 1}")
-    model = config_model(c.config, c.members, self.torch_device)
-    if c.config.images: model.set_images(config_task(c.config).images(self.torch_device))
-    return model.eval(), c.runs.index(run)
+    return res.initial(run, device=self.torch_device)
 
 # %% ../nbs/07e_experiments.ipynb #c011i
 @patch

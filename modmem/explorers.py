@@ -78,7 +78,7 @@ class PhaseExplorer(_Explorer):
         r = self.row
         run = int(r.run)
         cur = self.res.curves([run])
-        model, member = self.res.model(run, device=self.device)
+        model, member = self.res.network(run, device=self.device)
         ipr = neuron_ipr(model)[member].float().cpu()
         fig, (a0, a1) = plt.subplots(1, 2, figsize=(10, 3.3))
         for col, lab in (('train_acc', 'train (labels trained on)'), ('test_acc', 'test'), ('corrupted_acc', 'corrupted (noisy labels)')):

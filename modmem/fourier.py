@@ -11,6 +11,7 @@ from .models import EnsembleMLP
 from .metrics import Metric
 from .deep import EnsembleDeepMLP
 from .transformer import EnsembleTransformer
+from .config import config_model, config_task
 
 # %% auto #0
 __all__ = ['CONVENTIONS', 'INDEXINGS', 'DOMINANT', 'IPR_LAYERS', 'neuron_vectors', 'check_convention', 'spectrum', 'ipr',
@@ -175,11 +176,10 @@ def ipr_neuron_metric(layer: str = 'neuron', **kwargs) -> Metric:
 
 # %% ../nbs/03_fourier.ipynb #c025
 def initial_model(result) -> EnsembleMLP:
-    "The members of a `TrainResult` at initialization (rebuilt from their seeds)."
-    cfg, m = result.config, result.members
-    model = EnsembleMLP(cfg.p, cfg.width, len(m), act=cfg.act, init=cfg.init, init_scale=cfg.init_scale,
-                        seeds=m.seed.astype(int).tolist(), dropout=m.dropout.tolist(), norm=cfg.norm, tied=cfg.tied,
-                        out_bias=cfg.out_bias, device=result.model.emb_a.device)
+    "The members of a `TrainResult` at initialization, rebuilt from their seeds (any model family, on its device)."
+    cfg, dev = result.config, next(result.model.parameters()).device
+    model = config_model(cfg, result.members, dev)
+    if cfg.images: model.set_images(config_task(cfg).images(dev))
     return model
 
 def _title(result, member):

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .models import ACTIVATIONS, activation_name, Ensemble, EnsembleMLP, _member_knobs
-from .data import check_fraction
+from .data import check_fraction, TaskTable
 from fastcore.basics import patch
 
 # %% auto #0
@@ -147,19 +147,13 @@ def load_image_set(name: str, root: str | None = None) -> tuple[torch.Tensor, to
     return torch.cat([d['x_train'], d['x_test']]), torch.cat([d['y_train'], d['y_test']])
 
 # %% ../nbs/01c_image_mlp.ipynb #c872b5b4
-class ImageTask:
+class ImageTask(TaskTable):
     "A pool of labelled images as a task table: row i is image i, so `make_data` splits and corrupts it as it does (a, b) pairs."
     def __init__(self, name: str, x: torch.Tensor, y: torch.Tensor, n_classes: int = 10):
         if x.dim() != 2 or y.shape != (len(x),): raise ValueError(f"images must be [n, inputs] with labels [n], got {tuple(x.shape)}, {tuple(y.shape)}")
         self.op, self.p, self.x, self.labels = name, n_classes, x.float().contiguous(), y.long()
         self.pairs = torch.stack([torch.arange(len(x), device='cpu'), torch.zeros(len(x), dtype=torch.long, device='cpu')], 1)
         self._tables = {}
-
-    def tables(self, device) -> tuple[torch.Tensor, torch.Tensor]:
-        "Row indices [n, 2] (image, 0) and labels [n] on `device`: copied there on the first call, then cached."
-        key, cache = str(torch.device(device)), self.__dict__.setdefault('_tables', {})
-        if key not in cache: cache[key] = self.pairs.to(device), self.labels.to(device)
-        return cache[key]
 
     def images(self, device) -> torch.Tensor:
         "The images [n, inputs] on `device` (cached)."

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 import numpy as np
 import pandas as pd
+from .pruning import spearman   # one rank correlation for the lessons and the claims
 
 # %% auto #0
-__all__ = ['VERDICTS', 'worst', 'Rule', 'at_least', 'at_most', 'near', 'equal', 'spearman', 'series', 'trend', 'rising',
-           'falling', 'every', 'Claim', 'm', 'share', 'top', 'ends', 'panels', 'phases_at', 'matches', 'counts',
-           'counts_text', 'short']
+__all__ = ['VERDICTS', 'worst', 'Rule', 'at_least', 'at_most', 'near', 'equal', 'series', 'trend', 'rising', 'falling', 'every',
+           'Claim', 'm', 'share', 'top', 'ends', 'panels', 'phases_at', 'matches', 'counts', 'counts_text', 'short']
 
 # %% ../nbs/07a_rules.ipynb #c005
 VERDICTS = ('holds', 'partly', 'fails', 'not measurable')
@@ -86,12 +86,6 @@ def _key(k):
     if 'full' in str(k): return math.inf   # 'full batch' is the largest batch
     m = re.search(r'-?\d+(?:\.\d+)?(?!.*\d)', str(k))
     return float(m.group()) if m else k
-
-def spearman(xs, ys) -> float:
-    "Spearman's rank correlation of two sequences (ties get their mean rank); NaN when either is constant."
-    x, y = pd.Series(list(xs), dtype=float).rank(), pd.Series(list(ys), dtype=float).rank()
-    if len(x) < 2 or x.std() == 0 or y.std() == 0: return float('nan')
-    return float(np.corrcoef(x, y)[0, 1])
 
 def series(d: dict) -> tuple[list, list]:
     "A dict {x: y} as (xs, ys) sorted by x, keys read as numbers where they hold one."
