@@ -14,7 +14,7 @@ import modmem
 from .storage import atomic_write, write_json
 from .training import default_device
 from .plan import plan_sweep, TRAINING_HASH, PLAN_MEMORY
-from .store import chunk_problem, MANIFEST as CHUNK_MANIFEST
+from .store import chunk_problem, DONE_FILE
 from .manifest import figures_of, notebooks
 from .provenance import source_hash
 from .recipes import recipe_users, lookup
@@ -108,7 +108,7 @@ def run_checks(device: str, root: str | Path = '.', deadline: float | None = Non
 MARGIN = 15.0  # seconds before a lease's end after which a notebook starts no chunk: left for its figures and the packing
 
 def _done_chunks(cache: Path) -> set[str]:
-    return {d.name for d in cache.iterdir() if (d / CHUNK_MANIFEST).exists()} if cache.is_dir() else set()
+    return {d.name for d in cache.iterdir() if (d / DONE_FILE).exists()} if cache.is_dir() else set()
 
 def run_part(part: Part, root: str | Path, preset: str, deadline: float, device: str | None = None, whole_lease: bool = False) -> dict:
     "Run `part`'s notebook until it finishes or `deadline` (a `time.time()`) stops it: status 'done', 'paused', 'failed' or 'blocked' (`whole_lease` and still no chunk fits), seconds, chunks trained and used, figures made."
@@ -146,12 +146,12 @@ def _lease_files(d: Path, since: float) -> list[Path]:
 def _chunk_files(cache: Path, key: str, budget: list[int]) -> list[tuple[str, bytes]]:
     "(name, bytes) of chunk `key`'s files: its weights only while they fit `budget[0]` (spent), else a manifest without them."
     d = cache / key
-    man = json.loads((d / CHUNK_MANIFEST).read_text())
+    man = json.loads((d / DONE_FILE).read_text())
     files, w = dict(man['files']), man['files'].get('weights.safetensors')
     if w and (w['bytes'] > CHUNK_WEIGHTS_BYTES or w['bytes'] > budget[0]):
         del files['weights.safetensors']; man = dict(man, files=files, weights_left_behind=True)
     elif w: budget[0] -= w['bytes']
-    return [(f'{key}/{n}', (d / n).read_bytes()) for n in files] + [(f'{key}/{CHUNK_MANIFEST}', json.dumps(man, indent=1).encode())]
+    return [(f'{key}/{n}', (d / n).read_bytes()) for n in files] + [(f'{key}/{DONE_FILE}', json.dumps(man, indent=1).encode())]
 
 def _write_volume(path: Path, members: list[tuple[str, bytes]], prefix: str):
     "A gzipped tar of `members` under `prefix/`, written atomically."
@@ -284,7 +284,7 @@ def prune_cache(root: str | Path = '.', preset: str = 'full', part_seconds: floa
     for p in queue:
         for k in state['parts'].get(p.name, {}).get('chunks', []): users.setdefault(k, set()).add(p.notebook)
     gone = []
-    for man in sorted((d / 'cache').glob(f'*/{CHUNK_MANIFEST}')):
+    for man in sorted((d / 'cache').glob(f'*/{DONE_FILE}')):
         key = man.parent.name
         try: code = json.loads(man.read_text()).get('training_hash')
         except (OSError, ValueError): code = None

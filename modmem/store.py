@@ -14,11 +14,12 @@ try: import fcntl
 except ImportError: fcntl = None  # no OS file locks (Windows): chunks are not locked
 
 # %% auto #0
-__all__ = ['MANIFEST', 'LOCK', 'CacheWarning', 'default_cache', 'chunk_problem', 'chunk_done', 'save_chunk', 'ChunkLock',
-           'chunk_lock']
+__all__ = ['DONE_FILE', 'MANIFEST', 'LOCK', 'CacheWarning', 'default_cache', 'chunk_problem', 'chunk_done', 'save_chunk',
+           'ChunkLock', 'chunk_lock']
 
 # %% ../nbs/02f_store.ipynb #c005
-MANIFEST = 'done.json'
+DONE_FILE = 'done.json'   # a finished chunk's manifest: its files with sizes and SHA-256
+MANIFEST = DONE_FILE      # the old name (the figure manifest is `modmem.manifest.MANIFEST`)
 LOCK = 'lock'
 
 class CacheWarning(UserWarning):
@@ -38,7 +39,7 @@ def _sha256(path: Path) -> str:
 def _check(cache, key, weights: bool = False, only: Sequence[str] | None = None) -> tuple[dict | None, str | None]:
     "(manifest, problem) of chunk `key`: (None, None) if it never finished, (manifest, None) if intact, (_, 'what is wrong') if damaged."
     d = Path(cache) / key
-    f = d / MANIFEST
+    f = d / DONE_FILE
     if not f.exists(): return None, None
     try: man = json.loads(f.read_bytes())
     except (OSError, ValueError) as e: return None, f"{f} is not a readable JSON manifest ({type(e).__name__}: {e})"
@@ -77,7 +78,7 @@ def save_chunk(cache: str | Path, chunk: Chunk, out: dict) -> Path:
     "Write a chunk's tables (and weights) atomically under `cache/key`, then its manifest (sizes and SHA-256 of every file) last."
     from safetensors.torch import save_file
     d = Path(cache) / chunk.key; d.mkdir(parents=True, exist_ok=True)
-    (d / MANIFEST).unlink(missing_ok=True)  # rewriting a damaged chunk: not done until the new manifest lands
+    (d / DONE_FILE).unlink(missing_ok=True)  # rewriting a damaged chunk: not done until the new manifest lands
     cfg = {k: _jsonable(v) for k, v in chunk.config.to_dict().items()}
     writers = {'results.parquet': lambda f: out['results'].to_parquet(f, index=False),
                'history.parquet': lambda f: out['history'].to_parquet(f, index=False),
@@ -92,7 +93,7 @@ def save_chunk(cache: str | Path, chunk: Chunk, out: dict) -> Path:
     man = dict(schema=SCHEMA, key=chunk.key, training_hash=chunk.code, trained_with=out.get('code'), seconds=out['seconds'],
                device=out['device'], members=len(chunk.runs), finished=time.strftime('%Y-%m-%d %H:%M:%S'),
                host=socket.gethostname(), pid=os.getpid(), files=files)
-    write_json(d / MANIFEST, man)
+    write_json(d / DONE_FILE, man)
     return d
 
 # %% ../nbs/02f_store.ipynb #c011

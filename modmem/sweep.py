@@ -19,7 +19,7 @@ from .training import (TrainConfig, train, check_metrics, metric_key, default_de
 import modmem.plan as _plan
 from .plan import (CONFIG_FIELDS, SHARED, SCHEMA, TRAINING_HASH, PLAN_MEMORY, CHUNK_SECONDS, expand_grid, Chunk, config_key,
                          check_shared, check_chunk, device_capacity, memory_budget, chunk_limit, plan_sweep)
-from .store import (MANIFEST, LOCK, CacheWarning, default_cache, chunk_problem, chunk_done, save_chunk, ChunkLock, chunk_lock,
+from .store import (DONE_FILE, MANIFEST, LOCK, CacheWarning, default_cache, chunk_problem, chunk_done, save_chunk, ChunkLock, chunk_lock,
                           _check, _warn_damaged, _load_table)
 
 # %% auto #0
@@ -200,7 +200,7 @@ def _collect(table, chunks, cache, ok: set | None = None):
         if (c.key not in ok) if ok is not None else not chunk_done(cache, c.key): continue
         t = _load_table(cache, c, 'results')
         if t is None: continue  # damaged since it was checked: warned
-        done = json.loads((Path(cache) / c.key / MANIFEST).read_text())
+        done = json.loads((Path(cache) / c.key / DONE_FILE).read_text())
         parts.append(t.assign(chunk=c.key, device=done['device'], chunk_seconds=done['seconds']))
     if not parts: return table.iloc[:0].copy()
     res = pd.concat(parts, ignore_index=True)
