@@ -15,10 +15,16 @@ from .training import (TrainConfig, train, plot_curves, LOSSES, OPTIMIZERS, PER_
 # %% auto #0
 __all__ = ['config_from_args', 'member_records', 'main']
 
+# %% ../nbs/90_cli.ipynb #5b005bdb
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    "Defaults in the help, except where the help already says its default in words."
+    def _get_help_string(self, action):
+        return action.help if '(default' in (action.help or '') else super()._get_help_string(action)
+
 # %% ../nbs/90_cli.ipynb #c005_0
 def _train_parser(sub):
     "The arguments of `modmem train`: every `TrainConfig` knob, per-member ones as lists."
-    t = sub.add_parser('train', help='train an ensemble (two-layer MLPs, deeper MLPs or transformers)', formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t = sub.add_parser('train', help='train an ensemble (two-layer MLPs, deeper MLPs or transformers)', formatter_class=_Help)
     d = TrainConfig()
     t.add_argument('--op', '--task', dest='op', default=d.op, choices=sorted(OPERATIONS) + sorted(image_sets()),
                    help='operation, or an image data set (with --model deep and --p = its number of classes)')
@@ -59,7 +65,7 @@ def _train_parser(sub):
 def _bench_parser(sub):
     "The arguments of `modmem bench`."
     b = sub.add_parser('bench', help="model-steps/s of the engine against a loop of one-hot models and the GEMM bound (issue 11's table)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_Help)
     b.add_argument('--sizes', type=int, nargs='+', default=[1, 16, 64, 289], help='ensemble sizes E in one α')
     b.add_argument('--large', action='store_true', help='add E = 1156 (for a GPU)')
     b.add_argument('--p', type=int, default=97)
@@ -81,7 +87,7 @@ def _bench_parser(sub):
 def _reproduce_parser(sub):
     "The arguments of `modmem reproduce`."
     r = sub.add_parser('reproduce', help="run the experiment notebooks (papermill, or --plain) and index every figure",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_Help)
     r.add_argument('--preset', default='quick', choices=['smoke', 'quick', 'full'],
                    help="smoke: CI scale in seconds; quick: a laptop CPU; full: the papers' settings (GPU)")
     r.add_argument('--only', nargs='+', default=None, help="figure ids (p1-fig03a), notebooks (p1_curves) or papers (p1, p2)")
@@ -90,7 +96,7 @@ def _reproduce_parser(sub):
     r.add_argument('--device', default=None, help='cpu, cuda, ... (default: CUDA when present)')
     r.add_argument('--jobs', type=int, default=None,
                    help='notebooks at a time (default: one per visible GPU on CUDA, each pinned to its own; else 2, or 1 on one core)')
-    r.add_argument('--plain', action='store_true', help='run the notebooks without papermill or Jupyter (modmem.reproduce.run_plain)')
+    r.add_argument('--plain', action='store_true', help='run the notebooks without papermill or Jupyter (modmem.runner.run_plain)')
     r.add_argument('--cache', type=Path, default=None, help="sweep cache the notebooks share (default: each notebook's, OUT/cache)")
     r.add_argument('--force', action='store_true', help='re-run notebooks whose outputs are current')
     r.add_argument('--timeout', type=float, default=None, help='seconds allowed per notebook')
