@@ -64,7 +64,7 @@ def _train_parser(sub):
 # %% ../nbs/90_cli.ipynb #c005_1
 def _bench_parser(sub):
     "The arguments of `modmem bench`."
-    b = sub.add_parser('bench', help="model-steps/s of the engine against a loop of one-hot models and the GEMM bound (issue 11's table)",
+    b = sub.add_parser('bench', help="model-steps/s of the engine against a loop of one-hot models and the GEMM bound: the engine's speed table",
                        formatter_class=_Help)
     b.add_argument('--sizes', type=int, nargs='+', default=[1, 16, 64, 289], help='ensemble sizes E in one α')
     b.add_argument('--large', action='store_true', help='add E = 1156 (for a GPU)')
