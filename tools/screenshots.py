@@ -17,7 +17,7 @@ page through the server and lists those that do not answer 200.
     python tools/screenshots.py _docs /tmp/shots fourier.html 'fourier.html#discrete-log-re-indexing' --height 2000
 
 A page may carry a `#fragment`: the screenshot then starts at that heading. Exit status 1 if a page has a TeX error,
-untypeset math or a broken local link.
+untypeset math, a broken local link or content wider than the window (it would scroll sideways).
 """
 import argparse, functools, html.parser, http.server, re, shutil, subprocess, sys, threading, urllib.error
 import urllib.parse, urllib.request
@@ -38,12 +38,21 @@ MathJax.Hub.Config({
 MathJax.typeset = function (els) { MathJax.Hub.Queue(['Typeset', MathJax.Hub, els && els[0]]); };
 </script>
 <script type="text/javascript" src="/mathjax/MathJax.js?config=TeX-AMS_CHTML"></script>"""
-# With `?at=ID` in the URL the page reports, once MathJax has typeset it, where element ID starts (in its <title>):
-# Chromium's --screenshot does not follow a #fragment, so a section is shot in a tall window and cropped.
+# Once MathJax has typeset the page (or at `load` without MathJax) the page reports, in a <meta name="modmem-layout">
+# that --dump-dom shows, how wide its content is against the window (scrollWidth, innerWidth). With `?at=ID` in the
+# URL it also reports where element ID starts (in its <title>), and with `&shift=N` it moves the page up so that ID
+# sits N pixels below the window's top: Chromium's --screenshot neither follows a #fragment nor keeps a scroll, and a window as
+# tall as a long page (the figures page is tens of thousands of pixels) takes minutes to shoot.
 AT_SCRIPT = r"""<script>(function () {
-  var id = new URLSearchParams(location.search).get('at'); if (!id) return;
-  function mark() { var el = document.getElementById(id);
-    document.title = 'modmem-at:' + (el ? Math.round(el.getBoundingClientRect().top + window.scrollY) : -1); }
+  var q = new URLSearchParams(location.search), id = q.get('at');
+  function mark() {
+    var meta = document.createElement('meta'); meta.name = 'modmem-layout';
+    meta.content = document.documentElement.scrollWidth + ',' + window.innerWidth; document.head.appendChild(meta);
+    if (!id) return;
+    var el = document.getElementById(id), top = el ? Math.round(el.getBoundingClientRect().top + window.scrollY) : -1;
+    document.title = 'modmem-at:' + top;
+    if (el && q.get('shift')) document.body.style.transform = 'translateY(-' + Math.max(0, top - (+q.get('shift') || 70)) + 'px)';
+  }
   if (window.MathJax && MathJax.Hub) MathJax.Hub.Register.StartupHook('End', mark);
   else window.addEventListener('load', mark);
 })();</script>"""
@@ -119,6 +128,12 @@ def math_report(dom: str) -> dict:
                 raw=len(re.findall(r'\\[(\[]', re.sub(r'<[^>]+>', '', text))))
 
 
+def layout(dom: str) -> tuple:
+    "(content width, window width) of a rendered page, as its `modmem-layout` meta reports them; (0, 0) when it did not."
+    m = re.search(r'<meta name="modmem-layout" content="(\d+),(\d+)"', dom)
+    return (int(m[1]), int(m[2])) if m else (0, 0)
+
+
 def broken_links(base: str, page: str, dom: str) -> list:
     "The page's local href/src (no external URLs, no fragments of other pages' anchors) that do not answer 200."
     p = _Refs(); p.feed(dom)
@@ -145,6 +160,7 @@ def main(argv=None) -> int:
                                                             f'(default: {" ".join(PAGES)})')
     ap.add_argument('--width', type=int, default=1400)
     ap.add_argument('--height', type=int, default=1000)
+    ap.add_argument('--above', type=int, default=70, help='pixels shown above a #fragment (a little context, or what ends there)')
     ap.add_argument('--budget-ms', type=int, default=10000, help="Chromium's --virtual-time-budget")
     ap.add_argument('--mathjax', type=Path, default=Path(MATHJAX_DIR), help='a MathJax 2 folder (holds MathJax.js)')
     ap.add_argument('--chromium', default=shutil.which('chromium') or shutil.which('chromium-browser') or 'chromium')
@@ -160,25 +176,20 @@ def main(argv=None) -> int:
             png = a.out / name
             kw = dict(width=a.width, height=a.height, budget_ms=a.budget_ms)
             path, _, at = page.partition('#')
-            dom = chromium(a.chromium, base + path + (f'?at={urllib.parse.quote(at)}' if at else ''), '--dump-dom', **kw)
-            top = 0
+            query = f'?at={urllib.parse.quote(at)}' if at else ''
+            dom = chromium(a.chromium, base + path + query, '--dump-dom', **kw)
             if at:
                 found = re.search(r'<title>modmem-at:(-?\d+)</title>', dom)
-                top = int(found[1]) if found else -1
-                if top < 0: print(f'FAIL {page}: no element with id {at!r}'); failed = True; continue
-                top = max(0, top - 70)  # a little context above the heading, as a reader scrolled there sees it
+                if not found or int(found[1]) < 0: print(f'FAIL {page}: no element with id {at!r}'); failed = True; continue
             png.unlink(missing_ok=True)
-            chromium(a.chromium, base + path, f'--screenshot={png.resolve()}', **{**kw, 'height': top + a.height})
-            if top and png.exists():
-                from PIL import Image
-                with Image.open(png) as im: shot = im.crop((0, top, im.width, top + a.height))
-                shot.save(png)
-            m, bad = math_report(dom), broken_links(base, path, dom)
+            chromium(a.chromium, base + path + (query + f'&shift={a.above}' if at else ''), f'--screenshot={png.resolve()}', **kw)
+            m, bad, (wide, window) = math_report(dom), broken_links(base, path, dom), layout(dom)
             ok = (png.exists() and m['typeset'] >= m['formulas'] and m['errors'] == 0 and m['raw'] == 0
-                  and not bad)
+                  and not bad and wide <= window)
             failed |= not ok
             print(f"{'ok  ' if ok else 'FAIL'} {page}: {png if png.exists() else 'no screenshot'}; math: {m['typeset']} of {m['formulas']} "
-                  f"formulas typeset, {m['errors']} TeX errors, {m['raw']} untypeset; links: {len(bad)} broken")
+                  f"formulas typeset, {m['errors']} TeX errors, {m['raw']} untypeset; links: {len(bad)} broken; "
+                  f"width: {wide} px in a {window} px window")
             for b in bad: print(f'       broken: {b}')
     finally:
         srv.shutdown()
