@@ -1,9 +1,12 @@
 """Write the docs site's figures page, nbs/figures.qmd, from the manifest and the saved figure records.
 
-Every figure and table of both papers (`modmem.manifest.MANIFEST`, in manifest order) with its status (made at
-the `full` or the `quick` preset, or not yet), what the paper claims with it and the verdict of each claim at each
-preset (`modmem.claims`, saved in the record), what modmem measured (a few of the record's `metrics`) and the image. The records are figures/{full,quick}/<id>.json as
-`modmem reproduce` writes them; `full` wins over `quick`.
+Every figure and table of both papers (`modmem.manifest.MANIFEST`), grouped by theme (`GROUPS`: phases, IPR and
+pruning, training curves, architectures, paper 2; a figure's theme is its experiment notebook's) under a contents table
+that counts each theme's figures and claims' verdicts; per figure its status (made at the `full` or the `quick` preset,
+or not yet), what the paper claims with it and the verdict of each claim at each preset (`modmem.claims`, saved in the
+record), what modmem measured (the record's `metrics` as small tables whose headers are the keys in words, see
+`measured` and `words`) and the image (a wide one at the page's full width). The records are
+figures/{full,quick}/<id>.json as `modmem reproduce` writes them; `full` wins over `quick`.
 
     python tools/make_figures_page.py            # rewrite nbs/figures.qmd (commit it; tests/test_docs.py checks it is current)
     python tools/make_figures_page.py --check    # fail if nbs/figures.qmd is stale
@@ -26,7 +29,6 @@ IMG_DIR = 'figimg'
 PRESETS = ('full', 'quick')  # the presets whose figures the page shows, best first
 PAPERS = {'p1': 'Paper 1: Doshi, Das, He, Gromov, *To grok or not to grok* (ICLR 2024)',
           'p2': 'Paper 2: Liu, Lu, *Unveiling Memorization–Generalization Coexistence* (2026)'}
-MAX_METRICS = 8  # leaves of a record's `metrics` shown per figure
 
 
 def _git_url() -> str:
@@ -99,7 +101,7 @@ def words(key) -> str:
     s = re.sub(r'\bgamma_([GR])\b', r'γ~\1~', s)
     s = re.sub(r'(\d)pct(?![a-z])', r'\1 %', re.sub(r'\bxi=', 'ξ=', s))
     out = [WORDS.get(w, re.sub(r'^0(\d+)$', r'0.\1', w)) for w in re.split(r'[_ ]+', s.strip('_ '))]
-    return _md(' '.join(out).replace(' = ', '=').replace('=', ' = '))
+    return _md(re.sub(r' at$', '', ' '.join(out)).replace(' = ', '=').replace('=', ' = '))
 
 
 def _scalar(v) -> bool: return not isinstance(v, (dict, list)) or isinstance(v, list) and all(not isinstance(x, (dict, list)) for x in v) and len(v) <= 6
@@ -145,6 +147,31 @@ def _table(d, corner: str = '') -> tuple[str, int]:
 MAX_TABLES = 4
 
 
+def _split_keys(keys: list):
+    """(rows, columns, key of (row, column)) when `keys` read as '<row> <column>' over a grid they mostly fill
+    ('f test_acc', 'f^G test_acc', ...: split at the last space; 'add relu test_acc at xi=0.8', 'sub relu ...': at the
+    first), else None."""
+    if len(keys) < 4: return None
+    for last in (True, False):
+        parts = [k.rsplit(' ', 1) if last else k.split(' ', 1) for k in keys]
+        rows, cols = list(dict.fromkeys(r for r, _ in parts)), list(dict.fromkeys(c for _, c in parts))
+        if 2 <= len(rows) and 2 <= len(cols) <= MAX_COLS and len(keys) >= 0.75 * len(rows) * len(cols):
+            return rows, cols, {(r, c): k for (r, c), k in zip(parts, keys)}
+    return None
+
+
+def _grids(singles: dict) -> tuple[list, list]:
+    "The single numbers whose keys form grids (see `_split_keys`; keys with as many words form a family), and the rest."
+    fams = {}
+    for k in singles: fams.setdefault(k.count(' '), []).append(k)
+    grids, rest = [], []
+    for n, keys in fams.items():
+        g = _split_keys(keys) if n else None
+        if g: grids.append(g)
+        else: rest += keys
+    return grids, [k for k in singles if k in rest]
+
+
 def measured(metrics: dict) -> tuple[list[str], int]:
     """A record's metrics as a few small Markdown tables with worded headers: its single numbers as (quantity, value)
     rows; its dicts of numbers over the same keys side by side as columns of one table; its tables
@@ -159,8 +186,14 @@ def measured(metrics: dict) -> tuple[list[str], int]:
     deeper = [(f'{k}, {k2}', v2) for k, v in metrics.items() if isinstance(v, dict) and not _rows(v) and k not in series
               for k2, v2 in v.items() if _rows(v2)]   # {group: {row: {column: value}}}: one table per group
     blocks = []
-    if singles:
-        t, m = _grid('measured', list(singles)[:MAX_ROWS], ['value'], lambda r, c: singles[r])
+    grids, rest = _grids(singles)
+    if rest:
+        t, m = _grid('measured', rest[:MAX_ROWS], ['value'], lambda r, c: singles[r])
+        blocks.append(('', t, m))
+    for rows, cols, key in grids:   # 'f test_acc', 'f^G test_acc', ...: a row per first part, a column per last
+        if len(cols) > len(rows) and len(cols) > 4:   # turned, as `_table` turns a table wider than tall
+            t, m = _grid('', cols, rows, lambda c, r: singles[key[r, c]] if (r, c) in key else None)
+        else: t, m = _grid('', rows, cols, lambda r, c: singles[key[r, c]] if (r, c) in key else None)
         blocks.append(('', t, m))
     by_keys = {}
     for k, v in series.items(): by_keys.setdefault(tuple(v), []).append(k)
