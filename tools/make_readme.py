@@ -1,6 +1,6 @@
 """Regenerate README.md from nbs/index.ipynb without Quarto (`--check`: fail if README.md is stale).
 
-This is README.md's only generator: settings.ini's `readme_nb` names no notebook, so nbdev_docs and nbdev_prepare
+This is README.md's only generator: settings.ini's `readme_nb` names README.md itself, so nbdev_docs and nbdev_prepare
 do not re-render README.md through Quarto (tests/test_docs.py checks that; tests/test_repo.py that README.md is current)."""
 import configparser, json, re, sys
 from pathlib import Path
@@ -31,13 +31,16 @@ def _site_url() -> str:
 def relink(md: str) -> str:
     """Links between docs pages, written for Quarto (`[Training](02_training.ipynb)`, relative to nbs/), made to work
     from the repository root on GitHub: a notebook -> nbs/<notebook>, which GitHub renders; a Quarto page (.qmd) -> its
-    page on the docs site, since GitHub shows .qmd files as plain text."""
+    page on the docs site, since GitHub shows .qmd files as plain text; an image figimg/<preset>/<id>.png -> figures/..."""
     def fix(m):
         text, target, anchor = m.group(1), m.group(2), m.group(3) or ''
         if re.match(r'^[a-z]+:|^/|^#', target): return m.group(0)
         if target.endswith('.ipynb'): return f'[{text}](nbs/{target}{anchor})'
         return f'[{text}]({_site_url()}/{target[:-len(".qmd")]}.html{anchor})'
-    return re.sub(r'\[([^\]]*)\]\(([^)\s#]+\.(?:ipynb|qmd))(#[^)\s]*)?\)', fix, md)
+    md = re.sub(r'\[([^\]]*)\]\(([^)\s#]+\.(?:ipynb|qmd))(#[^)\s]*)?\)', fix, md)
+    # images of the committed figures: the site shows them from figimg/<preset>/ (copied there at render time by
+    # tools/make_figures_page.py), the repository holds them in figures/<preset>/
+    return re.sub(r'\]\(figimg/([^)\s]+\.png)\)', r'](figures/\1)', md)
 
 
 def render(nb_path) -> str:
