@@ -13,18 +13,22 @@ from .training import (TrainConfig, train, plot_curves, LOSSES, OPTIMIZERS, PER_
                              check_out, default_device, MODELS, image_sets)
 
 # %% auto #0
-__all__ = ['config_from_args', 'member_records', 'main']
+__all__ = ['TRAIN_EXIT', 'EXIT_DIVERGED', 'EXIT_NOT_SAVED', 'config_from_args', 'member_records', 'check_folder', 'check_file',
+           'check_executor', 'divergence_note', 'main']
 
 # %% ../nbs/90_cli.ipynb #5b005bdb
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
     "Defaults in the help, except where the help already says its default in words."
     def _get_help_string(self, action):
         return action.help if '(default' in (action.help or '') else super()._get_help_string(action)
+TRAIN_EXIT = ("exit status: 0 done; 2 a bad setting (refused before any work); 3 every member diverged (named on stderr); "
+              "4 --out could not be written (a full disk, a read-only folder): the results are printed, not saved")
 
 # %% ../nbs/90_cli.ipynb #c005_0
 def _train_parser(sub):
     "The arguments of `modmem train`: every `TrainConfig` knob, per-member ones as lists."
-    t = sub.add_parser('train', help='train an ensemble (two-layer MLPs, deeper MLPs or transformers)', formatter_class=_Help)
+    t = sub.add_parser('train', help='train an ensemble (two-layer MLPs, deeper MLPs or transformers)', formatter_class=_Help,
+                       epilog=TRAIN_EXIT)
     d = TrainConfig()
     t.add_argument('--op', '--task', dest='op', default=d.op, choices=sorted(OPERATIONS) + sorted(image_sets()),
                    help='operation, or an image data set (with --model deep and --p = its number of classes)')
@@ -150,31 +154,101 @@ def _check_bench(args):
     for a in [args.train_frac, *args.alphas]:
         check_fraction('--train-frac/--alphas', a); check_train_rows(a, n_pairs('add', args.p))
     check_device(args.device or default_device())
+    for name in ('json', 'csv'):
+        if getattr(args, name) is not None: check_file('--' + name, getattr(args, name))
 
 # %% ../nbs/90_cli.ipynb #c006_1
 def _check_reproduce(args):
-    "Refuse bad `modmem reproduce` settings before any work."
+    "Refuse bad `modmem reproduce` settings before any work: counts, timeout, device, executor (reachable), out and cache folders."
     if args.jobs is not None: _positive('--jobs', args.jobs)
     if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
         raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout!r}")
     if args.device is not None: check_device(args.device)
-    if args.out.exists() and not args.out.is_dir(): raise UsageError(f"--out {str(args.out)!r} is a file, not a folder")
+    if args.list:
+        if args.out.exists() and not args.out.is_dir(): raise UsageError(f"--out {str(args.out)!r} is a file, not a folder")
+        return
+    check_executor(args.executor)
+    check_folder('--out', args.out / args.preset)  # what it writes into (OUT/PRESET)
+    if args.cache is not None: check_folder('--cache', args.cache)
+    if args.experiments is not None and not args.experiments.is_dir():
+        raise UsageError(f"--experiments {str(args.experiments)!r} is not a folder of experiment notebooks")
+
+# %% ../nbs/90_cli.ipynb #c006_c
+def _probe_write(folder: Path) -> str | None:
+    "None if a file can be created in `folder`, else why not."
+    import tempfile, os
+    try: fd, f = tempfile.mkstemp(dir=folder, prefix='.modmem-probe-'); os.close(fd); os.remove(f)
+    except OSError as e: return e.strerror or str(e)
+
+def check_folder(name: str, path) -> Path:
+    "Raise a UsageError, before any work, unless `path` is (or can be made) a folder this process can write into."
+    path = Path(path)
+    if path.exists() and not path.is_dir(): raise UsageError(f"{name} {str(path)!r} is a file, not a folder: choose another path")
+    up = path.absolute()
+    while not up.exists(): up = up.parent
+    if not up.is_dir(): raise UsageError(f"{name} {str(path)!r} is under {str(up)!r}, a file: choose another path")
+    if (why := _probe_write(up)): raise UsageError(f"{name} {str(path)!r} is not writable ({str(up)!r}: {why}): choose another path")
+    return path
+
+def check_file(name: str, path) -> Path:
+    "Raise a UsageError, before any work, unless a file can be written at `path` (its missing folders are made when it is written)."
+    path = Path(path)
+    if path.is_dir(): raise UsageError(f"{name} {str(path)!r} is a folder: name a file in it")
+    check_folder(name + "'s folder", path.absolute().parent)
+    return path
+
+# %% ../nbs/90_cli.ipynb #c006_e
+def check_executor(executor: str | None, timeout: float = 3.0) -> None:
+    "Raise a UsageError unless `executor` is None, 'processes' or a Dask scheduler address (tcp://host:port) that answers within `timeout` s."
+    import socket, importlib.util
+    from urllib.parse import urlsplit
+    if executor is None or executor == 'processes': return
+    allowed = "'processes' or a Dask scheduler address tcp://HOST:PORT (default: in process)"
+    u = urlsplit(executor if '://' in executor else 'tcp://' + executor)
+    try: port = u.port
+    except ValueError: port = None
+    if u.scheme not in ('tcp', 'tls') or not u.hostname or port is None or u.path not in ('', '/'):
+        raise UsageError(f"--executor {executor!r} is not allowed: use {allowed}")
+    if importlib.util.find_spec('distributed') is None:
+        raise UsageError(f"--executor {executor!r} needs Dask's distributed: pip install distributed, or use --executor processes")
+    try: socket.create_connection((u.hostname, port), timeout=timeout).close()
+    except OSError as e:
+        raise UsageError(f"--executor {executor!r}: no Dask scheduler answers at {u.hostname}:{port} "
+                         f"({e.strerror or e.__class__.__name__}): start one (dask scheduler), or use --executor processes") from None
 
 # %% ../nbs/90_cli.ipynb #c006_t
+EXIT_DIVERGED, EXIT_NOT_SAVED = 3, 4  # `modmem train`'s exit status when every member diverged / when --out could not be written
+
+def divergence_note(results) -> str | None:
+    "The warning `modmem train` prints about the members of `results` that diverged (with the step, given a `diverged_step` column), else None."
+    div = results.diverged.fillna(False).astype(bool)
+    if not div.any(): return None
+    at = results.get('diverged_step')
+    name = lambda r: f"{r.member}" + (f" (at step {int(r.diverged_step)})" if at is not None
+                                      and r.diverged_step is not None and r.diverged_step == r.diverged_step else '')
+    which = ', '.join(name(r) for r in results[div].itertuples())
+    return (f"{'every member' if div.all() else 'member(s)'} {which} diverged (loss or weights blew up): "
+            f"their accuracies are not meaningful; lower --lr" + (f" (exit status {EXIT_DIVERGED})" if div.all() else ''))
+
+def _save_run(res, args) -> str | None:
+    "Write `res` to --out with its curves figure; None, or why it could not be written (a full disk, a read-only folder)."
+    def figure(folder):
+        import matplotlib; matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        fig = plot_curves(res); fig.savefig(folder / 'curves.png', dpi=120); plt.close(fig)
+    try: res.save(args.out, force=args.force, extra=figure)
+    except OSError as e: return f"{e.strerror or e}" + (f": {e.filename}" if e.filename else '')
+
+# %% ../nbs/90_cli.ipynb #c006_t2
 def _train(args) -> int:
-    "`modmem train`: train the ensemble, print (or write) its results; warn about members that diverged."
+    "`modmem train`: train the ensemble, print (and write) its results; name the members that diverged; exit 3 if all did, 4 if not saved."
     cfg = config_from_args(args)
     cfg.validate(cfg.member_table())
     device = check_device(args.device or default_device())
     if args.out: check_out(args.out, args.force)
     res = train(cfg, device=device, progress=not (args.quiet or args.json))
-    if args.out:
-        def figure(folder):
-            import matplotlib; matplotlib.use('Agg')
-            import matplotlib.pyplot as plt
-            fig = plot_curves(res); fig.savefig(folder / 'curves.png', dpi=120); plt.close(fig)
-        res.save(args.out, force=args.force, extra=figure)
-    div = res.results.diverged
+    unsaved = _save_run(res, args) if args.out else None
+    div = res.results.diverged.fillna(False).astype(bool)
     if args.json:
         for rec in member_records(res): print(json.dumps(rec))
     else:
@@ -183,11 +257,14 @@ def _train(args) -> int:
         tbl = res.results[cols].round(4)
         if div.any(): tbl.insert(1, 'status', ['diverged' if d else 'ok' for d in div])
         print(tbl.to_string(index=False))
-        print(f"{len(res.members)} members, {cfg.steps} steps in {res.seconds:.1f} s" + (f"; wrote {args.out}" if args.out else ''))
-    if div.any():
-        print(f"modmem: warning: member(s) {', '.join(map(str, res.results.member[div]))} diverged (non-finite loss or weights): "
-              "their accuracies are NaN; lower --lr", file=sys.stderr)
-    return 0
+        print(f"{len(res.members)} members, {cfg.steps} steps in {res.seconds:.1f} s"
+              + (f"; wrote {args.out}" if args.out and not unsaved else ''))
+    if (note := divergence_note(res.results)): print(f"modmem: warning: {note}", file=sys.stderr)
+    if unsaved:
+        print(f"modmem: error: the results above were NOT saved to {args.out} ({unsaved}); nothing was written there: "
+              "copy them from here (--json prints every field), or free space and re-run", file=sys.stderr)
+        return EXIT_NOT_SAVED
+    return EXIT_DIVERGED if len(div) and div.all() else 0
 
 # %% ../nbs/90_cli.ipynb #c006_2
 def main(argv: list[str] | None = None):
@@ -219,6 +296,7 @@ def _bench(args):
     from modmem.benchmark import benchmark, benchmark_checks, format_checks, format_ops
     from modmem.experiments import device_label
     from modmem.training import default_device
+    from modmem.storage import atomic_write, write_json
     device = args.device or default_device()
     tbl = benchmark(args.sizes, args.p, args.width, args.train_frac, args.steps, device, args.alphas, args.runs, args.compare,
                     args.sequential, args.large, args.warmup, args.min_seconds, progress=not args.quiet)
@@ -229,13 +307,19 @@ def _bench(args):
     print(tbl[cols].round(3).to_string(index=False))
     if args.quiet and tbl.attrs.get('ops') is not None: print(format_ops(tbl.attrs['ops']))  # else printed as it was counted
     print(format_checks(checks))
-    if args.csv: tbl.to_csv(args.csv, index=False)
-    if args.json:
-        setup = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-        ops = tbl.attrs.get('ops')
-        args.json.write_text(json.dumps(dict(setup=setup, device=device_label(device), table=tbl.to_dict('records'),
-                                             checks=checks.to_dict('records'), ops=None if ops is None else ops.to_dict('records')),
-                                        indent=1, default=str))
+    try:
+        for f in (args.csv, args.json):
+            if f is not None: f.absolute().parent.mkdir(parents=True, exist_ok=True)
+        if args.csv: atomic_write(args.csv, lambda f: tbl.to_csv(f, index=False))
+        if args.json:
+            setup = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+            ops = tbl.attrs.get('ops')
+            write_json(args.json, dict(setup=setup, device=device_label(device), table=tbl.to_dict('records'),
+                                       checks=checks.to_dict('records'), ops=None if ops is None else ops.to_dict('records')), default=str)
+    except OSError as e:
+        print(f"modmem: error: the table above was NOT saved ({e.strerror or e}: {e.filename or ''}); "
+              "copy it from here or re-run with another --csv/--json", file=sys.stderr)
+        return 4
     return 0
 
 # %% ../nbs/90_cli.ipynb #c006_3

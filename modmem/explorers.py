@@ -11,7 +11,7 @@ import torch
 import matplotlib.pyplot as plt
 from .models import EnsembleMLP
 from .data import EnsembleData
-from .training import config_data
+from .training import config_data, TrainResult, LOSSES
 from .sweep import SweepResult
 from .phases import add_phases, PHASE_COLORS
 from .fourier import neuron_ipr, neuron_vectors, spectrum, dominant_frequency, DOMINANT
@@ -54,11 +54,41 @@ class _Explorer:
         from IPython.display import display
         display(self.widget)
 
+# %% ../nbs/08_explorers.ipynb #c005v
+def _check_model(model, member) -> int:
+    "The member index, or a TypeError/ValueError naming what was passed and what the explorers accept (a two-layer `EnsembleMLP`)."
+    if isinstance(model, TrainResult):
+        raise TypeError("got a TrainResult where a model is expected: pass its .model (and, to FiltrationExplorer, its .data)")
+    if not isinstance(model, EnsembleMLP):
+        raise TypeError(f"the explorers read paper 1's two-layer network (an EnsembleMLP, model='mlp'), got a {type(model).__name__}"
+                        + (": a transformer or deeper network has no neurons of the form W·φ(U[:, a] + V[:, b])"
+                           if isinstance(model, torch.nn.Module) else ''))
+    if isinstance(member, bool) or not isinstance(member, (int, np.integer)):
+        raise TypeError(f"member must be an integer in 0 … {model.n_members - 1}, got {member!r} ({type(member).__name__})")
+    if not 0 <= member < model.n_members: raise ValueError(f"member must be in 0 … {model.n_members - 1}, got {member}")
+    return int(member)
+
+def _check_data(model, data, loss) -> None:
+    "A ValueError unless `data` is the ensemble data `model` was trained on (same p, same members) and `loss` is a loss."
+    if isinstance(data, TrainResult): raise TypeError("got a TrainResult where the data is expected: pass its .data")
+    if not isinstance(data, EnsembleData): raise TypeError(f"data must be the EnsembleData the model trained on, got a {type(data).__name__}")
+    if data.task.p != model.p: raise ValueError(f"the data is for p={data.task.p}, the model for p={model.p}: pass the data it trained on")
+    if data.train.shape[0] != model.n_members:
+        raise ValueError(f"the data has {data.train.shape[0]} members, the model {model.n_members}: pass the data it trained on")
+    if loss not in LOSSES: raise ValueError(f"unknown loss {loss!r}: use one of {LOSSES}")
+
+def _check_sweep(res) -> None:
+    "A TypeError/ValueError unless `res` is a SweepResult with at least one finished run."
+    if not isinstance(res, SweepResult): raise TypeError(f"PhaseExplorer reads a SweepResult (what `sweep` returns), got a {type(res).__name__}")
+    if not len(res.results):
+        raise ValueError(f"the sweep has no finished runs (0 of {len(res.grid)}): run it to the end (or part of it) first")
+
 # %% ../nbs/08_explorers.ipynb #c007
 class PhaseExplorer(_Explorer):
     "One run of a phase-diagram sweep, picked by its panel value and (α, ξ) cell: training curves, neuron IPR histogram, phase."
     def __init__(self, res: SweepResult, panel: str, x: str = 'train_frac', y: str = 'noise', device='cpu'):
         W = _widgets()
+        _check_sweep(res)
         table = add_phases(res.results)
         missing = [c for c in (panel, x, y) if c not in table]
         if missing: raise ValueError(f"the sweep's results have no column {missing}: its columns are {sorted(table.columns)}")
@@ -79,6 +109,7 @@ class PhaseExplorer(_Explorer):
         run = int(r.run)
         cur = self.res.curves([run])
         model, member = self.res.network(run, device=self.device)
+        _check_model(model, member)
         ipr = neuron_ipr(model)[member].float().cpu()
         fig, (a0, a1) = plt.subplots(1, 2, figsize=(10, 3.3))
         for col, lab in (('train_acc', 'train (labels trained on)'), ('test_acc', 'test'), ('corrupted_acc', 'corrupted (noisy labels)')):
@@ -98,7 +129,7 @@ class NeuronExplorer(_Explorer):
     "A slider over one member's neurons sorted by IPR (highest first): U, V, W of the neuron and their spectra."
     def __init__(self, model: EnsembleMLP, member: int = 0):
         W = _widgets()
-        if not 0 <= member < model.n_members: raise ValueError(f"member must be in 0 … {model.n_members - 1}, got {member}")
+        member = _check_model(model, member)
         self.model, self.member = model, member
         self.ipr = neuron_ipr(model)[member].float().cpu()
         self.order = torch.argsort(self.ipr, descending=True)
@@ -128,7 +159,8 @@ class FiltrationExplorer(_Explorer):
     "Accuracy of $f$, $f^G$ and $f^R$ on test, clean-train and noisy-train rows of a member, for each frequency-choice rule."
     def __init__(self, model: EnsembleMLP, data: EnsembleData, member: int = 0, loss: str = 'ce'):
         W = _widgets()
-        if not 0 <= member < model.n_members: raise ValueError(f"member must be in 0 … {model.n_members - 1}, got {member}")
+        member = _check_model(model, member)
+        _check_data(model, data, loss)
         self.model, self.data, self.member, self.loss = model, data, member, loss
         self._build({'choice': W.Dropdown(options=list(DOMINANT), value='shared', description='frequency'),
                      'keep_dc': W.Checkbox(value=False, description='DC term in G')})
