@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_cli.ipynb #c002
 from __future__ import annotations
-import argparse, json, math, sys
+import argparse, contextlib, json, math, sys, threading, time
 from pathlib import Path
 from .data import OPERATIONS, CORRUPTION_MODES
 from .models import ACTIVATIONS, INITS
@@ -13,8 +13,8 @@ from .training import (TrainConfig, train, plot_curves, LOSSES, OPTIMIZERS, PER_
                              check_out, default_device, MODELS, image_sets)
 
 # %% auto #0
-__all__ = ['TRAIN_EXIT', 'EXIT_DIVERGED', 'EXIT_NOT_SAVED', 'config_from_args', 'member_records', 'check_folder', 'check_file',
-           'check_executor', 'divergence_note', 'main']
+__all__ = ['TRAIN_EXIT', 'HEARTBEAT', 'EXIT_DIVERGED', 'EXIT_NOT_SAVED', 'config_from_args', 'member_records', 'check_folder',
+           'check_file', 'check_executor', 'heartbeat', 'divergence_note', 'main']
 
 # %% ../nbs/90_cli.ipynb #5b005bdb
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -105,6 +105,7 @@ def _reproduce_parser(sub):
     r.add_argument('--force', action='store_true', help='re-run notebooks whose outputs are current')
     r.add_argument('--timeout', type=float, default=None, help='seconds allowed per notebook')
     r.add_argument('--experiments', type=Path, default=None, help='folder of experiment notebooks (default: ./experiments)')
+    r.add_argument('--quiet', action='store_true', help="no progress lines: errors, and a 'still running' line a minute")
     r.add_argument('--list', action='store_true', help='print the figure manifest with the status of OUT and exit')
 
 # %% ../nbs/90_cli.ipynb #c005_3
@@ -216,6 +217,24 @@ def check_executor(executor: str | None, timeout: float = 3.0) -> None:
         raise UsageError(f"--executor {executor!r}: no Dask scheduler answers at {u.hostname}:{port} "
                          f"({e.strerror or e.__class__.__name__}): start one (dask scheduler), or use --executor processes") from None
 
+# %% ../nbs/90_cli.ipynb #c006_h
+HEARTBEAT = 60.0  # seconds between the 'still running' lines of a --quiet run
+
+@contextlib.contextmanager
+def heartbeat(what: str, on: bool = True):
+    "While the block runs (and `on`), print '<what>: still running after M:SS' to stderr every HEARTBEAT s: a quiet run shows it is alive."
+    stop, t0 = threading.Event(), time.monotonic()
+    def beat():
+        while not stop.wait(HEARTBEAT):
+            s = int(time.monotonic() - t0)
+            print(f"modmem: {what}: still running after {s // 60}:{s % 60:02d}", file=sys.stderr, flush=True)
+    th = threading.Thread(target=beat, daemon=True)
+    if on: th.start()
+    try: yield
+    finally:
+        stop.set()
+        if on: th.join()
+
 # %% ../nbs/90_cli.ipynb #c006_t
 EXIT_DIVERGED, EXIT_NOT_SAVED = 3, 4  # `modmem train`'s exit status when every member diverged / when --out could not be written
 
@@ -246,7 +265,8 @@ def _train(args) -> int:
     cfg.validate(cfg.member_table())
     device = check_device(args.device or default_device())
     if args.out: check_out(args.out, args.force)
-    res = train(cfg, device=device, progress=not (args.quiet or args.json))
+    with heartbeat('modmem train', on=args.quiet or args.json):
+        res = train(cfg, device=device, progress=not (args.quiet or args.json))
     unsaved = _save_run(res, args) if args.out else None
     div = res.results.diverged.fillna(False).astype(bool)
     if args.json:
@@ -298,8 +318,9 @@ def _bench(args):
     from modmem.training import default_device
     from modmem.storage import atomic_write, write_json
     device = args.device or default_device()
-    tbl = benchmark(args.sizes, args.p, args.width, args.train_frac, args.steps, device, args.alphas, args.runs, args.compare,
-                    args.sequential, args.large, args.warmup, args.min_seconds, progress=not args.quiet)
+    with heartbeat('modmem bench', on=args.quiet):
+        tbl = benchmark(args.sizes, args.p, args.width, args.train_frac, args.steps, device, args.alphas, args.runs, args.compare,
+                        args.sequential, args.large, args.warmup, args.min_seconds, progress=not args.quiet)
     checks = benchmark_checks(tbl, args.runs, args.compare)
     print(f"p={args.p}, N={args.width}, full batch; {device_label(device)}; best of 3 repeats of {args.steps} steps "
           f"after {args.warmup} warm-up")
@@ -340,8 +361,9 @@ def _reproduce(args):
     from modmem.reproduce import reproduce
     from modmem.manifest import figure_status
     if args.list: return _reproduce_list(args.out)
-    tbl = reproduce(args.preset, args.only, args.out, args.experiments, args.executor, args.device, args.jobs, args.force,
-                    args.timeout, runner='plain' if args.plain else 'papermill', cache=args.cache)
+    with heartbeat('modmem reproduce', on=args.quiet):
+        tbl = reproduce(args.preset, args.only, args.out, args.experiments, args.executor, args.device, args.jobs, args.force,
+                        args.timeout, progress=not args.quiet, runner='plain' if args.plain else 'papermill', cache=args.cache)
     failed = tbl[tbl.status.isin(['failed', 'interrupted'])]
     for r in failed.itertuples(): print(f"modmem: {r.notebook} failed: {r.error}", file=sys.stderr)
     return 1 if len(failed) else 0

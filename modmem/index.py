@@ -80,6 +80,11 @@ def _status_text(r, current) -> str:
         return f"stale: made by source {r.source_hash}, now {current}" if r.source_hash else "stale: made before source hashes were recorded"
     return r.status
 
+def _older(r) -> str:
+    "The warning over a figure on disk whose notebook's last run failed or was interrupted (that figure is an older one), else ''."
+    return (f"last run {r.status}: the figure shown is an OLDER one, not made by that run" if r.status in ('failed', 'interrupted')
+            and r.file else '')
+
 # %% ../nbs/07g_figure_index.ipynb #c011
 def _index_head(t: pd.DataFrame, preset: str, current: str) -> str:
     "The index page's title and its paragraphs: when, by which code, the counts of states and verdicts, the legend."
@@ -105,8 +110,9 @@ def _index_md(t: pd.DataFrame, head: str, current: str) -> list[str]:
                   + (f"[json]({r.record})" if r.record else '') + " |\n")
     md.append('\n')
     for r in t.itertuples():
-        if r.file and r.file.endswith('.png'): md.append(f"## {r.id}: {r.title}\n\n![{r.id}]({r.file})\n\n")
-        elif r.file: md.append(f"## {r.id}: {r.title}\n\nTable: [{r.file}]({r.file})\n\n")
+        if _older(r): md.append(f"## {r.id}: {r.title}\n\n> **{_older(r)}**: {md_esc(_status_text(r, current))}\n\n")
+        if r.file and r.file.endswith('.png'): md.append(('' if _older(r) else f"## {r.id}: {r.title}\n\n") + f"![{r.id}]({r.file})\n\n")
+        elif r.file: md.append(('' if _older(r) else f"## {r.id}: {r.title}\n\n") + f"Table: [{r.file}]({r.file})\n\n")
         if r.file: md += [f"- **{c['verdict']}** — {md_esc(c['text'])} ({md_esc(c['quantity'])}: {md_esc(_measured(c))}; "
                           f"margin {md_esc(c['margin'])})\n" for c in r.claims] + ['\n']
     return md
@@ -124,6 +130,7 @@ def _index_html(t: pd.DataFrame, preset: str, head: str, current: str) -> str:
         + (f"<br><a href='{esc(r.record)}'>full record (JSON)</a>" if r.record else '')
         + ''.join(f"<br><span class='{esc(c['verdict'].replace(' ', '-'))}'>{esc(c['verdict'])}</span>: {esc(c['text'])} "
                   f"<i>({esc(c['quantity'])}: {esc(_measured(c))}; margin {esc(c['margin'])})</i>" for c in r.claims) + "</td><td>"
+        + (f"<b>{esc(_older(r))}</b><br>" if _older(r) else '')
         + (f"<a href='{esc(r.file)}'><img src='{esc(r.file)}' width='360'></a>" if r.file and r.file.endswith('.png')
            else (f"<a href='{esc(r.file)}'>{esc(r.file)}</a>" if r.file else esc(r.note)))
         + "</td></tr>\n" for r in t.itertuples())

@@ -20,7 +20,8 @@ from .recipes import shared_recipes, recipe_users, lookup
 from .training import image_sets
 from .images import DATA_SETS, find_data
 from .experiments import check_preset, device_label, git_revision, reproducible
-from .runner import (RUNNERS, STOP_GRACE, NotebookError, notebook_cells, run_plain, process_tree, stop_process, child_command, _alive)
+from .runner import (RUNNERS, STOP_GRACE, NotebookError, notebook_cells, run_plain, process_tree, stop_process, child_command, _alive,
+                     parameters_problem)
 from .index import metric_summary, index_table, write_index
 
 # %% auto #0
@@ -85,7 +86,7 @@ def notebook_problem(path: str | Path) -> str | None:
     if not isinstance(nb, dict) or not isinstance(nb.get('cells'), list): return f"{name} is not a notebook: it has no list of cells"
     bad = [i for i, c in enumerate(nb['cells']) if not isinstance(c, dict) or 'cell_type' not in c or 'source' not in c]
     if bad: return f"{name} is not a valid notebook: cell(s) {bad[:5]} have no cell_type or source"
-    return None
+    return parameters_problem(nb, name)  # reproduce's settings would not reach it
 
 def _error_of(nb_path: Path, log: str) -> str:
     "The exception a papermill output notebook (or the plain runner's last line) recorded, else the tail of the log."

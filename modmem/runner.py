@@ -8,8 +8,8 @@ import ctypes, json, linecache, os, signal, subprocess, sys, time, traceback
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['STOP_GRACE', 'RUNNERS', 'NotebookError', 'notebook_cells', 'run_plain', 'process_tree', 'stop_process', 'plain_main',
-           'supervise', 'child_command', 'main']
+__all__ = ['STOP_GRACE', 'RUNNERS', 'NotebookError', 'notebook_cells', 'run_plain', 'parameters_problem', 'process_tree',
+           'stop_process', 'plain_main', 'supervise', 'child_command', 'main']
 
 # %% ../nbs/07f_runner.ipynb #c006
 class NotebookError(RuntimeError):
@@ -58,6 +58,14 @@ def run_plain(notebook: str | Path, parameters: dict | None = None, out: str | P
             finally: plt.close('all')
     finally: os.chdir(before)
     return ns
+
+# %% ../nbs/07f_runner.ipynb #c008p
+def parameters_problem(nb: dict, name: str = 'the notebook') -> str | None:
+    "Why settings passed to notebook `nb` (a parsed notebook) would not reach it: no code cell tagged `parameters`; else None."
+    tags = lambda c: (c.get('metadata') if isinstance(c.get('metadata'), dict) else {}).get('tags') or []
+    if any(c.get('cell_type') == 'code' and 'parameters' in tags(c) for c in nb['cells']): return None
+    return (f"{name} has no code cell tagged 'parameters': its own preset, out and cache would override the ones it is given "
+            "(its cache would be written beside it); tag the cell that sets them 'parameters' (Jupyter: the cell's Tags)")
 
 # %% ../nbs/07f_runner.ipynb #c010
 def _children() -> dict:

@@ -156,3 +156,45 @@ def test_explorers_refuse_clearly(tiny):
                         cached=[], seconds=0.0)
     with pytest.raises(ValueError, match='no finished runs'): PhaseExplorer(empty, 'lr')
     with pytest.raises(TypeError, match='reads a SweepResult'): PhaseExplorer(r, 'lr')
+
+
+# --- problem 5 (item 8): the index marks a figure left by an older run under a failed row
+def test_index_marks_older_figure_of_failed_run(tmp_path):
+    from modmem.manifest import entry, record_path
+    from modmem.index import write_index
+    nb = entry('p1-fig01').notebook
+    (tmp_path / 'smoke').mkdir()
+    (tmp_path / 'smoke' / 'p1-fig01.png').write_bytes(b'\x89PNG old')
+    (tmp_path / 'smoke' / 'p1-fig01.json').write_text(json.dumps(dict(id='p1-fig01', file='p1-fig01.png', source_hash='old', metrics={})))
+    record_path(tmp_path, 'smoke', nb).parent.mkdir(parents=True)
+    record_path(tmp_path, 'smoke', nb).write_text(json.dumps(dict(notebook=nb, status='failed', error='ValueError: boom\nmore')))
+    md, page = (p.read_text() for p in write_index(tmp_path, 'smoke'))
+    sec = md[md.index('## p1-fig01'):]
+    assert sec.index('OLDER one') < sec.index('![p1-fig01]') and 'failed: ValueError: boom' in sec[:sec.index('![p1-fig01]')]
+    row = page[page.index('<td>p1-fig01</td>'):]
+    assert row.index('OLDER one') < row.index("<img src='p1-fig01.png'")
+
+
+def test_reproduce_refuses_notebook_without_parameters_cell(tmp_path):
+    from modmem.reproduce import reproduce
+    ex = tmp_path / 'experiments'; ex.mkdir()
+    src = "from pathlib import Path\nPath('cache').mkdir()\n"   # what a notebook's own defaults do: a cache beside itself
+    nb = dict(cells=[dict(cell_type='code', metadata={}, execution_count=None, outputs=[], id='a', source=src)],
+              metadata={}, nbformat=4, nbformat_minor=5)
+    (ex / 'p1_curves.ipynb').write_text(json.dumps(nb))
+    t = reproduce('smoke', ['p1_curves'], out=tmp_path / 'figs', experiments=ex, progress=False, runner='plain')
+    assert t.status.tolist() == ['failed'] and "no code cell tagged 'parameters'" in t.error[0], t
+    assert not (ex / 'cache').exists()
+
+
+def test_quiet_runs_say_they_are_alive(monkeypatch, tmp_path):
+    monkeypatch.setattr(cli, 'HEARTBEAT', 0.1, raising=False)
+    real = cli.train
+    def slow(cfg, **kw): time.sleep(0.45); return real(cfg, **kw)
+    monkeypatch.setattr(cli, 'train', slow)
+    rc, out, err, s = run(TINY)
+    assert rc == 0 and err.count('modmem train: still running after 0:00') >= 2, err
+    rc, out, err, s = run(TINY[:-1])   # not quiet: the progress bar is the sign of life
+    assert 'still running' not in err
+    rc, out, err, s = run(['reproduce', '--quiet', '--list', '--out', str(tmp_path)])   # --quiet is an option of reproduce
+    assert rc == 0
