@@ -14,7 +14,7 @@ from .training import (TrainConfig, train, plot_curves, LOSSES, OPTIMIZERS, PER_
 
 # %% auto #0
 __all__ = ['TRAIN_EXIT', 'HEARTBEAT', 'EXIT_DIVERGED', 'EXIT_NOT_SAVED', 'config_from_args', 'member_records', 'check_folder',
-           'check_file', 'check_executor', 'heartbeat', 'divergence_note', 'main']
+           'check_file', 'check_cli_device', 'check_executor', 'heartbeat', 'divergence_note', 'main']
 
 # %% ../nbs/90_cli.ipynb #5b005bdb
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -154,7 +154,7 @@ def _check_bench(args):
         raise UsageError(f"--min-seconds must be a finite number >= 0, got {args.min_seconds!r}")
     for a in [args.train_frac, *args.alphas]:
         check_fraction('--train-frac/--alphas', a); check_train_rows(a, n_pairs('add', args.p))
-    check_device(args.device or default_device())
+    check_cli_device(args.device or default_device())
     for name in ('json', 'csv'):
         if getattr(args, name) is not None: check_file('--' + name, getattr(args, name))
 
@@ -164,7 +164,7 @@ def _check_reproduce(args):
     if args.jobs is not None: _positive('--jobs', args.jobs)
     if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
         raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout!r}")
-    if args.device is not None: check_device(args.device)
+    if args.device is not None: check_cli_device(args.device)
     if args.list:
         if args.out.exists() and not args.out.is_dir(): raise UsageError(f"--out {str(args.out)!r} is a file, not a folder")
         return
@@ -197,6 +197,12 @@ def check_file(name: str, path) -> Path:
     if path.is_dir(): raise UsageError(f"{name} {str(path)!r} is a folder: name a file in it")
     check_folder(name + "'s folder", path.absolute().parent)
     return path
+
+def check_cli_device(name: str):
+    "`check_device`, also refusing an index on the CPU (cpu:5 would silently mean the one CPU): the torch device, or a UsageError."
+    dev = check_device(name)
+    if dev.type == 'cpu' and dev.index not in (None, 0): raise UsageError(f"device {name!r}: the CPU has no index: use 'cpu'")
+    return dev
 
 # %% ../nbs/90_cli.ipynb #c006_e
 def check_executor(executor: str | None, timeout: float = 3.0) -> None:
@@ -263,7 +269,7 @@ def _train(args) -> int:
     "`modmem train`: train the ensemble, print (and write) its results; name the members that diverged; exit 3 if all did, 4 if not saved."
     cfg = config_from_args(args)
     cfg.validate(cfg.member_table())
-    device = check_device(args.device or default_device())
+    device = check_cli_device(args.device or default_device())
     if args.out: check_out(args.out, args.force)
     with heartbeat('modmem train', on=args.quiet or args.json):
         res = train(cfg, device=device, progress=not (args.quiet or args.json))

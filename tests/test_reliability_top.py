@@ -198,3 +198,9 @@ def test_quiet_runs_say_they_are_alive(monkeypatch, tmp_path):
     assert 'still running' not in err
     rc, out, err, s = run(['reproduce', '--quiet', '--list', '--out', str(tmp_path)])   # --quiet is an option of reproduce
     assert rc == 0
+
+
+@pytest.mark.parametrize('cmd', [TINY[:-3] + ['--device', 'cpu:5'], ['bench', '--device', 'cpu:5'], ['reproduce', '--device', 'cpu:5']])
+def test_cpu_index_refused(cmd):
+    rc, out, err, s = run(cmd)
+    assert rc == 2 and "'cpu:5': the CPU has no index" in err and s < 5, err
