@@ -4,17 +4,17 @@
 
 # %% ../nbs/90_cli.ipynb #c002
 from __future__ import annotations
-import argparse, contextlib, json, math, sys, threading, time
+import argparse, json, math, sys
 from pathlib import Path
 from .data import OPERATIONS, CORRUPTION_MODES
 from .models import ACTIVATIONS, INITS
 from .data import check_task, check_fraction, check_train_rows, n_pairs
 from .training import (TrainConfig, train, plot_curves, LOSSES, OPTIMIZERS, PER_MEMBER, UsageError, check_device,
                              check_out, default_device, MODELS, image_sets)
+from .options import check_folder, check_file, check_executor, check_cli_device, heartbeat, HEARTBEAT
 
 # %% auto #0
-__all__ = ['TRAIN_EXIT', 'HEARTBEAT', 'EXIT_DIVERGED', 'EXIT_NOT_SAVED', 'config_from_args', 'member_records', 'check_folder',
-           'check_file', 'check_cli_device', 'check_executor', 'heartbeat', 'divergence_note', 'main']
+__all__ = ['TRAIN_EXIT', 'EXIT_DIVERGED', 'EXIT_NOT_SAVED', 'config_from_args', 'member_records', 'divergence_note', 'main']
 
 # %% ../nbs/90_cli.ipynb #5b005bdb
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -173,73 +173,6 @@ def _check_reproduce(args):
     if args.cache is not None: check_folder('--cache', args.cache)
     if args.experiments is not None and not args.experiments.is_dir():
         raise UsageError(f"--experiments {str(args.experiments)!r} is not a folder of experiment notebooks")
-
-# %% ../nbs/90_cli.ipynb #c006_c
-def _probe_write(folder: Path) -> str | None:
-    "None if a file can be created in `folder`, else why not."
-    import tempfile, os
-    try: fd, f = tempfile.mkstemp(dir=folder, prefix='.modmem-probe-'); os.close(fd); os.remove(f)
-    except OSError as e: return e.strerror or str(e)
-
-def check_folder(name: str, path) -> Path:
-    "Raise a UsageError, before any work, unless `path` is (or can be made) a folder this process can write into."
-    path = Path(path)
-    if path.exists() and not path.is_dir(): raise UsageError(f"{name} {str(path)!r} is a file, not a folder: choose another path")
-    up = path.absolute()
-    while not up.exists(): up = up.parent
-    if not up.is_dir(): raise UsageError(f"{name} {str(path)!r} is under {str(up)!r}, a file: choose another path")
-    if (why := _probe_write(up)): raise UsageError(f"{name} {str(path)!r} is not writable ({str(up)!r}: {why}): choose another path")
-    return path
-
-def check_file(name: str, path) -> Path:
-    "Raise a UsageError, before any work, unless a file can be written at `path` (its missing folders are made when it is written)."
-    path = Path(path)
-    if path.is_dir(): raise UsageError(f"{name} {str(path)!r} is a folder: name a file in it")
-    check_folder(name + "'s folder", path.absolute().parent)
-    return path
-
-def check_cli_device(name: str):
-    "`check_device`, also refusing an index on the CPU (cpu:5 would silently mean the one CPU): the torch device, or a UsageError."
-    dev = check_device(name)
-    if dev.type == 'cpu' and dev.index not in (None, 0): raise UsageError(f"device {name!r}: the CPU has no index: use 'cpu'")
-    return dev
-
-# %% ../nbs/90_cli.ipynb #c006_e
-def check_executor(executor: str | None, timeout: float = 3.0) -> None:
-    "Raise a UsageError unless `executor` is None, 'processes' or a Dask scheduler address (tcp://host:port) that answers within `timeout` s."
-    import socket, importlib.util
-    from urllib.parse import urlsplit
-    if executor is None or executor == 'processes': return
-    allowed = "'processes' or a Dask scheduler address tcp://HOST:PORT (default: in process)"
-    u = urlsplit(executor if '://' in executor else 'tcp://' + executor)
-    try: port = u.port
-    except ValueError: port = None
-    if u.scheme not in ('tcp', 'tls') or not u.hostname or port is None or u.path not in ('', '/'):
-        raise UsageError(f"--executor {executor!r} is not allowed: use {allowed}")
-    if importlib.util.find_spec('distributed') is None:
-        raise UsageError(f"--executor {executor!r} needs Dask's distributed: pip install distributed, or use --executor processes")
-    try: socket.create_connection((u.hostname, port), timeout=timeout).close()
-    except OSError as e:
-        raise UsageError(f"--executor {executor!r}: no Dask scheduler answers at {u.hostname}:{port} "
-                         f"({e.strerror or e.__class__.__name__}): start one (dask scheduler), or use --executor processes") from None
-
-# %% ../nbs/90_cli.ipynb #c006_h
-HEARTBEAT = 60.0  # seconds between the 'still running' lines of a --quiet run
-
-@contextlib.contextmanager
-def heartbeat(what: str, on: bool = True):
-    "While the block runs (and `on`), print '<what>: still running after M:SS' to stderr every HEARTBEAT s: a quiet run shows it is alive."
-    stop, t0 = threading.Event(), time.monotonic()
-    def beat():
-        while not stop.wait(HEARTBEAT):
-            s = int(time.monotonic() - t0)
-            print(f"modmem: {what}: still running after {s // 60}:{s % 60:02d}", file=sys.stderr, flush=True)
-    th = threading.Thread(target=beat, daemon=True)
-    if on: th.start()
-    try: yield
-    finally:
-        stop.set()
-        if on: th.join()
 
 # %% ../nbs/90_cli.ipynb #c006_t
 EXIT_DIVERGED, EXIT_NOT_SAVED = 3, 4  # `modmem train`'s exit status when every member diverged / when --out could not be written

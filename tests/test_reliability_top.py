@@ -188,7 +188,8 @@ def test_reproduce_refuses_notebook_without_parameters_cell(tmp_path):
 
 
 def test_quiet_runs_say_they_are_alive(monkeypatch, tmp_path):
-    monkeypatch.setattr(cli, 'HEARTBEAT', 0.1, raising=False)
+    import modmem
+    monkeypatch.setattr(getattr(modmem, 'options', cli), 'HEARTBEAT', 0.1, raising=False)   # modmem.options here; modmem.cli on main
     real = cli.train
     def slow(cfg, **kw): time.sleep(0.45); return real(cfg, **kw)
     monkeypatch.setattr(cli, 'train', slow)
