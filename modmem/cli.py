@@ -169,7 +169,7 @@ def _check_reproduce(args):
         if args.out.exists() and not args.out.is_dir(): raise UsageError(f"--out {str(args.out)!r} is a file, not a folder")
         return
     check_executor(args.executor)
-    check_folder('--out', args.out / args.preset)  # what it writes into (OUT/PRESET)
+    for f in (args.out, args.out / args.preset): check_folder('--out', f)  # OUT, then what it writes into (OUT/PRESET)
     if args.cache is not None: check_folder('--cache', args.cache)
     if args.experiments is not None and not args.experiments.is_dir():
         raise UsageError(f"--experiments {str(args.experiments)!r} is not a folder of experiment notebooks")
