@@ -56,10 +56,10 @@ def _weights(self: EnsembleTransformer) -> dict:
     "Each member's init from a CPU generator seeded with its seed, in the plain module's order: the authors' Kaiming-normal (fan_in, linear gain) linear layers and N(0, 1) embeddings."
     p, d, L, M = self.p, self.width, self.depth, self.mlp_factor * self.width
     out = {k: [] for k in self._shapes()}
-    lin = lambda g, fan_out, fan_in: torch.empty(fan_out, fan_in).normal_(0, fan_in ** -0.5, generator=g).T  # nn.Linear(fan_in, fan_out)
+    lin = lambda g, fan_out, fan_in: torch.empty(fan_out, fan_in, device='cpu').normal_(0, fan_in ** -0.5, generator=g).T  # nn.Linear(fan_in, fan_out)
     for s in self.seeds:
         g = torch.Generator('cpu').manual_seed(int(s))
-        tok, pos = torch.empty(p, d).normal_(0, 1, generator=g), torch.empty(2, d).normal_(0, 1, generator=g)
+        tok, pos = torch.empty(p, d, device='cpu').normal_(0, 1, generator=g), torch.empty(2, d, device='cpu').normal_(0, 1, generator=g)
         blocks = {k: [] for k in BLOCK_WEIGHTS}
         for _ in range(L):
             qkv = lin(g, 3 * d, d)                                   # to_qkv: one Linear(d, 3d), split into q, k, v
