@@ -95,7 +95,7 @@ def frequency_filtration(model: EnsembleMLP, choice: str = 'shared', keep_dc: bo
 
 # %% ../nbs/03a_filtration.ipynb #c014
 NETWORKS = ('f', 'f^G', 'f^R')
-_ACC_COLS = dict(test_acc='test_acc', clean_acc='clean_acc', noisy_acc='corrupted_acc', train_acc='train_acc')
+_ACC_COLS = dict(test_acc='test_acc', clean_acc='clean_acc', corrupted_acc='corrupted_acc', train_acc='train_acc')
 
 def filtration_accuracy(model: EnsembleMLP, data: EnsembleData, loss: str = 'ce', **kwargs) -> pd.DataFrame:
     "Test, clean-train and noisy-train accuracy of $f$, $f^G$ and $f^R$ per member; keyword arguments go to `frequency_filtration`."
@@ -185,7 +185,7 @@ def plot_filtration(table: pd.DataFrame, member: int = 0, title: str = '', ax=No
     "Bars: test, clean-train and noisy-train accuracy (%) of $f$, $f^G$ and $f^R$ for one member (on `ax`, or a new figure)."
     import matplotlib.pyplot as plt
     t = table[table.member == member].set_index('network')
-    cols, labels = ['test_acc', 'clean_acc', 'noisy_acc'], ['test', 'clean train', 'noisy train (noisy labels)']
+    cols, labels = ['test_acc', 'clean_acc', 'corrupted_acc'], ['test', 'clean train', 'noisy train (noisy labels)']
     fig, ax = plt.subplots(figsize=(6, 3.4)) if ax is None else (ax.figure, ax)
     w = 0.26
     for j, (c, lab) in enumerate(zip(cols, labels)):

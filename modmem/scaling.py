@@ -21,7 +21,7 @@ def paper2_widths(k_min: int = 4, k_max: int = 12) -> list[int]:
     "Paper 2's widths M = 2^k + 1."
     return [2 ** k + 1 for k in range(k_min, k_max + 1)]
 
-_FF = dict(ff_test_acc='test_acc', ff_clean_acc='clean_acc', ff_noisy_acc='corrupted_acc')
+_FF = dict(ff_test_acc='test_acc', ff_clean_acc='clean_acc', ff_corrupted_acc='corrupted_acc')
 
 def train_widths(widths: Sequence[int], noises: Sequence[float] = (0.5, 0.8), seeds: Sequence[int] = (0,),
                 variants: dict[str, dict] | None = None, filtered: bool = False, progress: bool = False, device: str | torch.device | None = None,
