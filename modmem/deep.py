@@ -53,7 +53,7 @@ class EnsembleDeepMLP(EnsembleMLP):
         per_layer = 6 + (3 if self.has_dropout else 0) + (4 if self.norm else 0)
         return self.width * per_layer * (self.depth - 1) + 6 * self.n_out
 
-# %% ../nbs/01a_deep.ipynb #b872a25e
+# %% ../nbs/01a_deep.ipynb #33a24c1e
 @patch
 def weight_norms(self: EnsembleDeepMLP) -> dict:
     "Frobenius norms [E] of the input layer (U, V), the hidden layers (H, all together) and the output layer (W)."
@@ -61,6 +61,7 @@ def weight_norms(self: EnsembleDeepMLP) -> dict:
     if self.inner is not None: n['norm_H'] = self.inner.flatten(1).norm(dim=1)
     return {**n, 'norm_W': self.W.flatten(1).norm(dim=1)}
 
+# %% ../nbs/01a_deep.ipynb #dc4edf6e
 @patch
 def _weights(self: EnsembleDeepMLP, device):
     "Each member's weights from a generator seeded with its seed (on the CPU): first, hidden and output layers."

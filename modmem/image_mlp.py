@@ -216,7 +216,7 @@ class EnsembleImageMLP(Ensemble):
         if L: out['inner'] = torch.stack(H)
         return {k: v.contiguous().to(device) for k, v in out.items()}
 
-# %% ../nbs/01c_image_mlp.ipynb #d357980e
+# %% ../nbs/01c_image_mlp.ipynb #f60838b0
 @patch
 def set_images(self: EnsembleImageMLP, x: torch.Tensor) -> 'EnsembleImageMLP':
     "Give the model the images [n, n_inputs] its row indices name (a task's `images(device)`), on its device."
@@ -224,11 +224,13 @@ def set_images(self: EnsembleImageMLP, x: torch.Tensor) -> 'EnsembleImageMLP':
     self.images = x.to(self.first.device, self.first.dtype)
     return self
 
+# %% ../nbs/01c_image_mlp.ipynb #1ddbf31d
 @patch
 def row_floats(self: EnsembleImageMLP) -> int:
     "Floats one training row of one member keeps alive at a step's peak (its input, each hidden layer's tensors, the logits)."
     return self.n_inputs + self.width * (6 + (3 if self.has_dropout else 0)) * (self.depth - 1) + 6 * self.n_out
 
+# %% ../nbs/01c_image_mlp.ipynb #190cf24c
 @patch
 def weight_norms(self: EnsembleImageMLP) -> dict:
     "Frobenius norms [E] of the input layer, the hidden layers (all together) and the output layer."

@@ -50,7 +50,7 @@ class EnsembleTransformer(Ensemble):
         if not self.tied: s['unemb'] = (E, d, p)
         return s
 
-# %% ../nbs/01b_transformer.ipynb #baa93c8b
+# %% ../nbs/01b_transformer.ipynb #568a024a
 @patch
 def _weights(self: EnsembleTransformer) -> dict:
     "Each member's init from a CPU generator seeded with its seed, in the plain module's order: the authors' Kaiming-normal (fan_in, linear gain) linear layers and N(0, 1) embeddings."
@@ -72,11 +72,13 @@ def _weights(self: EnsembleTransformer) -> dict:
         for k in BLOCK_WEIGHTS: out[k].append(torch.stack(blocks[k]))
     return {k: torch.stack(v).contiguous() for k, v in out.items()}
 
+# %% ../nbs/01b_transformer.ipynb #4ffc3371
 @patch
 def mask_shape(self: EnsembleTransformer, n: int, B: int) -> tuple:
     "The dropout mask one step draws: (n, B, K), K the units of one example — embeddings, attention probabilities, attention and MLP outputs."
     return (n, B, 2 * self.width + self.depth * (4 * self.heads + 4 * self.width))
 
+# %% ../nbs/01b_transformer.ipynb #81218071
 @patch
 def row_floats(self: EnsembleTransformer) -> int:
     "Floats one training example of one member keeps alive at a step's peak (activations the backward pass needs, and the logits)."
@@ -84,6 +86,7 @@ def row_floats(self: EnsembleTransformer) -> int:
     per_block = 2 * (8 * d + 3 * M) + 3 * 4 * H
     return 2 * 3 * d + self.depth * per_block + (self.mask_shape(1, 1)[2] if self.has_dropout else 0) + 6 * self.p
 
+# %% ../nbs/01b_transformer.ipynb #13c49869
 @patch
 def weight_norms(self: EnsembleTransformer) -> dict:
     "Frobenius norms [E] of the token embedding, the blocks' weights (all together) and the unembedding."
