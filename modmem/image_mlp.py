@@ -224,6 +224,11 @@ def set_images(self: EnsembleImageMLP, x: torch.Tensor) -> 'EnsembleImageMLP':
     self.images = x.to(self.first.device, self.first.dtype)
     return self
 
+@patch
+def bind_task(self: EnsembleImageMLP, task, device) -> 'EnsembleImageMLP':
+    "The trainer's way in: the task's images on `device` (`set_images`)."
+    return self.set_images(task.images(device))
+
 # %% ../nbs/01c_image_mlp.ipynb #1ddbf31d
 @patch
 def row_floats(self: EnsembleImageMLP) -> int:
