@@ -191,7 +191,7 @@ def plot_filtration(table: pd.DataFrame, member: int = 0, title: str = '', ax=No
     for j, (c, lab) in enumerate(zip(cols, labels)):
         vals = [100 * t.loc[n, c] for n in NETWORKS]
         bars = ax.bar([i + (j - 1) * w for i in range(3)], vals, w, label=lab)
-        ax.bar_label(bars, fmt='%.0f', fontsize=7)
+        ax.bar_label(bars, fmt='%.0f', fontsize=8)
     ax.set_xticks(range(3), ['$f$', '$f^G$', '$f^R$']); ax.set_ylabel('accuracy (%)'); ax.set_ylim(0, 128)
     ax.legend(fontsize=8, loc='upper center', ncol=3)
     if title: ax.set_title(title, fontsize=10)
