@@ -60,7 +60,7 @@ def plot_width_scaling(df: pd.DataFrame, title: str = ''):
             ax.plot(x, y, 'o-', color=f'C{i}', label=f'{v}, ξ={xi:g}', ms=3)
             ax.fill_between(x, y - e, y + e, color=f'C{i}', alpha=0.2)
         ax.set_xscale('log', base=2); ax.set_xlabel('width M'); ax.set_ylabel(f'{label} accuracy (%)'); ax.set_ylim(-2, 102)
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10); fig.tight_layout()
     return fig
 
