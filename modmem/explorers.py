@@ -73,36 +73,40 @@ class PhaseExplorer(_Explorer):
         self._build(controls, help=f"Pick a cell of the phase diagram (right panel, the picked cell outlined): {panel}, α = {x}, "
                     f"ξ = {y}" + ("; 'replicate' picks one of the cell's runs (its other seeds)" if reps > 1 else '') + '.')
 
-    @property
-    def row(self) -> pd.Series:
-        "The run whose settings match the controls (the `replicate`-th by run number, the first when there is no such control)."
-        t = self.table
-        pick = np.ones(len(t), bool)
-        for c in (self.panel, self.x, self.y):
-            v = self.controls[c].value
-            pick &= (t[c].isna() if v is None else t[c] == v).to_numpy()
-        runs = t[pick].sort_values('run')
-        return runs.iloc[min(self.controls['replicate'].value, len(runs) - 1) if 'replicate' in self.controls else 0]
+# %% ../nbs/08_explorers.ipynb #95d58ff8
+@patch(as_prop=True)
+def row(self: PhaseExplorer) -> pd.Series:
+    "The run whose settings match the controls (the `replicate`-th by run number, the first when there is no such control)."
+    t = self.table
+    pick = np.ones(len(t), bool)
+    for c in (self.panel, self.x, self.y):
+        v = self.controls[c].value
+        pick &= (t[c].isna() if v is None else t[c] == v).to_numpy()
+    runs = t[pick].sort_values('run')
+    return runs.iloc[min(self.controls['replicate'].value, len(runs) - 1) if 'replicate' in self.controls else 0]
 
-    def update(self):
-        r = self.row
-        run = int(r.run)
-        cur = self.res.curves([run])
-        model, member = self.res.network(run, device=self.device)
-        ipr = neuron_ipr(model)[member].float().cpu()
-        fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(13, 3.6), gridspec_kw=dict(width_ratios=[1.2, 1, 0.9]))
-        for col, lab in (('train_acc', 'train (labels trained on)'), ('test_acc', 'test'), ('corrupted_acc', 'corrupted (noisy labels)')):
-            if col in cur and cur[col].notna().any(): a0.plot(cur.step, 100 * cur[col], label=lab)
-        a0.set_xlabel('step'); a0.set_ylabel('accuracy (%)'); a0.set_ylim(-2, 102); a0.legend(fontsize=8)
-        a1.hist(ipr.numpy(), bins=np.linspace(0, 1, 21), color=PHASE_COLORS.get(r.phase, '0.5'))
-        a1.set_xlabel('neuron IPR'); a1.set_ylabel('# neurons')
-        a1.set_title(f'mean IPR {ipr.mean():.2f}', fontsize=9)
-        fig.suptitle(f"run {run}: {self.panel}={_label(r[self.panel])}, α={r[self.x]:g}, ξ={r[self.y]:g} → {r.phase}", fontsize=10)
-        self.summary = dict(cell=self._diagram(a2, r))
-        fig.tight_layout()
-        self.summary.update(run=run, phase=r.phase, train_acc=float(r.train_acc), test_acc=float(r.test_acc),
-                            mean_ipr=float(ipr.mean()))
-        self._show(fig)
+# %% ../nbs/08_explorers.ipynb #310b7806
+@patch
+def update(self: PhaseExplorer):
+    "Redraw for the picked cell: its run's curves, IPR histogram and the phase diagram."
+    r = self.row
+    run = int(r.run)
+    cur = self.res.curves([run])
+    model, member = self.res.network(run, device=self.device)
+    ipr = neuron_ipr(model)[member].float().cpu()
+    fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(13, 3.6), gridspec_kw=dict(width_ratios=[1.2, 1, 0.9]))
+    for col, lab in (('train_acc', 'train (labels trained on)'), ('test_acc', 'test'), ('corrupted_acc', 'corrupted (noisy labels)')):
+        if col in cur and cur[col].notna().any(): a0.plot(cur.step, 100 * cur[col], label=lab)
+    a0.set_xlabel('step'); a0.set_ylabel('accuracy (%)'); a0.set_ylim(-2, 102); a0.legend(fontsize=8)
+    a1.hist(ipr.numpy(), bins=np.linspace(0, 1, 21), color=PHASE_COLORS.get(r.phase, '0.5'))
+    a1.set_xlabel('neuron IPR'); a1.set_ylabel('# neurons')
+    a1.set_title(f'mean IPR {ipr.mean():.2f}', fontsize=9)
+    fig.suptitle(f"run {run}: {self.panel}={_label(r[self.panel])}, α={r[self.x]:g}, ξ={r[self.y]:g} → {r.phase}", fontsize=10)
+    self.summary = dict(cell=self._diagram(a2, r))
+    fig.tight_layout()
+    self.summary.update(run=run, phase=r.phase, train_acc=float(r.train_acc), test_acc=float(r.test_acc),
+                        mean_ipr=float(ipr.mean()))
+    self._show(fig)
 
 # %% ../nbs/08_explorers.ipynb #121cde48
 @patch
