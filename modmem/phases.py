@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 import torch
 import pandas as pd
+from .metrics import diverge_bound, DIVERGE_FACTOR
 
 # %% auto #0
 __all__ = ['PHASES', 'UNDECIDED', 'PHASE_COLORS', 'DIVERGED', 'DIVERGED_COLOR', 'PHASES_ALL', 'classify_phase',
@@ -20,7 +21,7 @@ PHASES = ('Coexistence', 'Partial Inversion', 'Full Inversion', 'Memorization', 
 UNDECIDED = 'Forgetting or Confusion'
 PHASE_COLORS = {'Coexistence': '#1f77b4', 'Partial Inversion': '#17becf', 'Full Inversion': '#2ca02c',
                 'Memorization': '#d62728', 'Forgetting': '#9467bd', 'Confusion': '#7f7f7f', UNDECIDED: '#c7c7c7'}
-DIVERGED, DIVERGED_COLOR = 'Diverged', '#000000'  # not one of paper 1's phases: a run whose loss or weights became NaN or infinite
+DIVERGED, DIVERGED_COLOR = 'Diverged', '#000000'  # not one of paper 1's phases: a run whose loss or weights became NaN or infinite, or its loss passed diverge_bound
 
 def _fractions(name, x):
     a = np.asarray(x, dtype=float)
@@ -53,8 +54,10 @@ def phases_from_history(history: pd.DataFrame, noise, by: str = 'member', **kw) 
     w = h.pivot_table(index=[by, 'step'], columns='metric', values='value', dropna=False).reset_index().sort_values([by, 'step'])
     g = w.groupby(by)
     out = pd.DataFrame(dict(train_acc=g.train_acc.last(), test_acc=g.test_acc.last(), peak_test_acc=g.test_acc.max()))
-    bad = w.train_acc.isna() | (~np.isfinite(w.train_loss) if 'train_loss' in w else False)  # NaN accuracy or loss: diverged
+    bad = w.train_acc.isna()  # NaN accuracy, non-finite loss or a loss past `diverge_bound` of its first value: diverged
+    if 'train_loss' in w: bad = bad | ~np.isfinite(w.train_loss) | (w.train_loss > diverge_bound(w.train_loss.groupby(w[by]).transform('first')))
     out['diverged'] = bad.groupby(w[by]).any().reindex(out.index).values
+    out['diverged_step'] = w.step.where(bad).groupby(w[by]).min().reindex(out.index).fillna(-1).astype(int).values
     xi = noise.reindex(out.index).values if isinstance(noise, pd.Series) else noise
     out['noise'] = xi
     out['phase'] = classify_phase(out.train_acc, out.test_acc, xi, out.peak_test_acc, diverged=out.diverged, **kw)
