@@ -4,7 +4,7 @@
 
 # %% ../nbs/02a_config.ipynb #ce136384
 from __future__ import annotations
-import itertools, math, numbers
+import itertools, math, numbers, warnings
 from dataclasses import dataclass, asdict
 import numpy as np
 import pandas as pd
@@ -159,10 +159,11 @@ def validate_members(self: TrainConfig, members: pd.DataFrame):
     "Raise a clear error for a member table with a missing column or a per-member value a run cannot use."
     missing = set(PER_MEMBER) - set(members.columns)
     if missing: raise ValueError(f"member table lacks columns {sorted(missing)}")
+    if not len(members): raise UsageError(f"no members: every per-member knob needs at least one value (a list such as lr=[] gives none)")
     for k in ('train_frac', 'noise'):
         for v in members[k]: check_fraction(k, v)
     for v in members.dropout:
-        if not 0 <= v < 1: raise ValueError(f"dropout must be in [0, 1), got {v}")
+        if not (isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= v < 1): raise UsageError(f"dropout must be in [0, 1), got {v!r}")
     for k in ('lr', 'weight_decay'):
         for v in members[k]: _check_real(k, v, 0)
     for k in ('seed', 'split_seed', 'noise_seed'):
@@ -249,11 +250,17 @@ def member_frame(cfg: TrainConfig, members: pd.DataFrame | list[dict] | None = N
     "The member table of `cfg`, or `members` (a DataFrame or list of dicts) completed with `cfg`'s values for the knobs it lacks."
     if members is None: return cfg.member_table()
     members = pd.DataFrame(members).reset_index(drop=True)
+    if not len(members): raise UsageError("members is empty: give at least one member (a dict or a table row)")
+    shared = sorted(set(members.columns) & (set(TrainConfig.__dataclass_fields__) - set(PER_MEMBER)))
+    if shared: raise UsageError(f"{shared} are shared settings of TrainConfig, not per-member knobs: per member use {list(PER_MEMBER)}")
+    other = sorted(map(str, set(members.columns) - set(PER_MEMBER)))
+    if other: warnings.warn(f"members: columns {other} are not per-member knobs and are ignored (the knobs: {list(PER_MEMBER)})")
     defaults = cfg.member_table()
     for k in PER_MEMBER:
         if k not in members: members[k] = defaults[k].iloc[0]  # a numpy scalar of the column's own dtype: int seeds stay ints
     for k in _SEEDS:  # a table's float column of whole numbers (1.0: pandas' dtype after a NaN or a mixed list) is read as ints
         col = members[k]
+        if col.isna().any(): raise UsageError(f"{k} is missing (NaN) for member(s) {col.index[col.isna()].tolist()}: give every member one or leave the column out")
         if col.dtype.kind == 'f' and len(col) and np.isfinite(col).all() and (col == np.floor(col)).all() and (col.abs() < 2 ** 53).all():
             members[k] = col.astype('int64')
     return members[list(PER_MEMBER)]

@@ -94,7 +94,7 @@ def _labels(op: str, out, n: int, p: int) -> torch.Tensor:
     "An operation's output as labels [n] in [0, p), or a clear error (a wrong shape, a value out of range, a fraction)."
     t = torch.as_tensor(out, device='cpu')
     if t.shape != (n,): raise ValueError(f"operation {op!r} must map each pair to one label in [0, {p}), got shape {tuple(t.shape)}")
-    if t.dtype == torch.bool or t.is_complex() or (t.is_floating_point() and not torch.equal(t, t.floor())):
+    if t.is_complex() or (t.is_floating_point() and not torch.equal(t, t.floor())):
         bad = t[~torch.isfinite(t) | (t != t.floor())][:1].tolist() if t.is_floating_point() else t[:1].tolist()
         raise ValueError(f"operation {op!r} must return integer labels in [0, {p}), got {t.dtype} values such as {bad}")
     labels = t.long()

@@ -50,6 +50,9 @@ def classify_phase(train_acc, test_acc, noise, peak_test_acc=None, threshold: fl
 # %% ../nbs/05_phases.ipynb #c010
 def phases_from_history(history: pd.DataFrame, noise, by: str = 'member', **kw) -> pd.DataFrame:
     "Final and peak accuracies and the phase of every member (or run: `by`) of a tidy history."
+    cols = {'step', by, 'metric', 'value'} - set(history.columns)
+    lack = cols or {'train_acc', 'test_acc'} - set(history.metric)
+    if lack: raise ValueError(f"phases_from_history needs a tidy history (step, {by}, metric, value) with train_acc and test_acc; it lacks {sorted(lack)}")
     h = history[history.metric.isin(['train_acc', 'test_acc', 'train_loss'])]
     w = h.pivot_table(index=[by, 'step'], columns='metric', values='value', dropna=False).reset_index().sort_values([by, 'step'])
     g = w.groupby(by)
@@ -71,6 +74,8 @@ def add_phases(results, **kw) -> pd.DataFrame:
             div = ph.diverged.values | results.results.diverged.values.astype(bool)
             ph['phase'] = np.where(div, DIVERGED, ph.phase.values)
         return results.results.assign(peak_test_acc=ph.peak_test_acc.values, phase=ph.phase.values)
+    lack = [c for c in ('train_acc', 'test_acc', 'noise') if c not in results]
+    if lack: raise ValueError(f"add_phases needs a TrainResult or a results table with train_acc, test_acc and noise; it lacks {lack}")
     t = results.copy()
     t['phase'] = classify_phase(t.train_acc, t.test_acc, t.noise, t.peak_test_acc if 'peak_test_acc' in t else None,
                                 diverged=t.diverged if 'diverged' in t else None, **kw)

@@ -315,6 +315,7 @@ def _train(cfg: TrainConfig, members: pd.DataFrame, device: torch.device, progre
         m = evaluate(model, data, cfg.loss, eval_chunk)
         for name, v in metric_values(metrics, model, data).items():
             if name in m: raise ValueError(f"metric {name!r} would overwrite the trainer's own {name!r}: rename it")
+            if getattr(v, 'shape', None) != (E,): raise ValueError(f"metric {name!r} must give one value per member (a tensor of shape ({E},)), got {getattr(v, 'shape', type(v).__name__)}")
             m[name] = v
         logged.append((step, m))
         watch.update(step, m, model, has_test)

@@ -127,3 +127,27 @@ def test_device_and_thread_names():
     for bad in (0, -1, 2.0, True, '4'):
         with pytest.raises(UsageError, match='threads must be an integer >= 1'): check_threads(bad)
     check_threads(None); check_threads(1)
+
+
+# --- probes: clear errors before work ----------------------------------------------------------------------------------
+def test_member_table_mistakes_are_clear():
+    cfg = TrainConfig(steps=2, **TINY)
+    with pytest.raises(UsageError, match='members is empty'): train(cfg, members=[], progress=False, device='cpu')
+    with pytest.raises(UsageError, match='no members'): fit(steps=2, lr=[])
+    with pytest.raises(UsageError, match=r'dropout must be in \[0, 1\)'): train(cfg, members=[dict(dropout='0.1')], progress=False, device='cpu')
+    with pytest.raises(UsageError, match=r"seed is missing \(NaN\) for member\(s\) \[1\]"):
+        train(cfg, members=pd.DataFrame(dict(lr=[0.01, 0.01], seed=[1, np.nan])), progress=False, device='cpu')
+    with pytest.raises(UsageError, match=r"\['width'\] are shared settings"): train(cfg, members=[dict(width=8)], progress=False, device='cpu')
+    with pytest.warns(UserWarning, match=r"columns \['learning_rate'\] are not per-member knobs"):
+        train(cfg, members=[dict(lr=0.01, learning_rate=0.5)], progress=False, device='cpu')
+
+
+def test_metric_of_wrong_shape_refused_at_step_0():
+    with pytest.raises(ValueError, match=r"metric 'm' must give one value per member"):
+        train(TrainConfig(steps=2, **TINY), progress=False, device='cpu', metrics={'m': lambda m, d: torch.zeros(3)})
+
+
+def test_phase_inputs_checked():
+    r = fit(steps=2)
+    with pytest.raises(ValueError, match=r"lacks \['noise'\]"): add_phases(r.results.drop(columns=['noise']))
+    with pytest.raises(ValueError, match='needs a tidy history'): phases_from_history(pd.DataFrame(columns=['step', 'member', 'metric', 'value']), 0.1)
