@@ -285,18 +285,22 @@ class Heartbeat:
               file=self.file or sys.stderr, flush=True)
 
 # %% ../nbs/02d_training.ipynb #dwatch01
+def _weight_norm(model) -> torch.Tensor:
+    "Each member's norm of all its parameters [E] (every parameter is [E, ...])."
+    return torch.stack([q.detach().flatten(1).float().norm(dim=1) for q in model.parameters()]).norm(dim=0)
+
 class DivergenceWatch:
     "Each member's divergence, on the device, updated at logging steps only (no host sync): see `diverge_bound`."
     def __init__(self, n_members: int, device):
         self.flag = torch.zeros(n_members, dtype=torch.bool, device=device)  # diverged at some logged step
         self.step = torch.full((n_members,), -1, dtype=torch.int64, device=device)  # the first such step, -1 if none
-        self.bound = None  # from the loss at the first logged step (step 0)
+        self.bound = self.wbound = None  # from the loss and the weight norm at the first logged step (step 0)
 
     def update(self, step: int, m: dict, model, has_test: torch.Tensor):
-        "Mark the members whose metrics `m` at `step` (or weights) are non-finite or whose training loss passed the bound."
-        loss = m['train_loss']
-        if self.bound is None: self.bound = diverge_bound(loss.detach().clone())
-        bad = ~torch.isfinite(loss) | (loss > self.bound) | (has_test & ~torch.isfinite(m['test_loss']))
+        "Mark the members whose metrics `m` at `step` or weights are non-finite, or whose training loss or weight norm passed its bound."
+        loss, norm = m['train_loss'], _weight_norm(model)
+        if self.bound is None: self.bound, self.wbound = diverge_bound(loss.detach().clone()), diverge_bound(norm, WEIGHT_DIVERGE_FACTOR)
+        bad = ~torch.isfinite(loss) | (loss > self.bound) | (has_test & ~torch.isfinite(m['test_loss'])) | (norm > self.wbound)
         for q in model.parameters(): bad |= ~torch.isfinite(q.detach().flatten(1)).all(1)  # every parameter is [E, ...]
         self.step = torch.where(bad & ~self.flag, step, self.step)
         self.flag |= bad

@@ -8,7 +8,7 @@ import torch
 
 from modmem.data import ModularTask, UsageError
 from modmem.dynamics import PAPER2
-from modmem.metrics import DIVERGE_FACTOR, diverge_bound
+from modmem.metrics import DIVERGE_FACTOR, WEIGHT_DIVERGE_FACTOR, diverge_bound
 from modmem.phases import add_phases, phases_from_history, DIVERGED
 from modmem.training import TrainConfig, train, Heartbeat
 
@@ -30,6 +30,15 @@ def test_exploding_loss_is_diverged(loss):
     h = r.history[(r.history.metric == 'train_acc') & (r.history.step >= row.diverged_step)]
     assert h.value.isna().all(), "the history's accuracies are NaN from the diverged step on"
     assert add_phases(r).phase.tolist() == [DIVERGED]
+
+
+def test_divergence_between_logged_steps_caught_by_weights():
+    r = fit(steps=200, lr=1e3, loss='ce', log_every=[0, 200])  # the loss peaks at ~1e9 unlogged and comes back to ~0
+    assert r.results.diverged.tolist() == [True] and r.results.diverged_step.tolist() == [200]
+
+
+def test_small_init_not_marked():
+    assert not fit(steps=300, lr=0.005, init=1e-3).results.diverged.any()
 
 
 def test_diverged_step_per_member():
@@ -54,7 +63,7 @@ def test_ordinary_runs_are_not_marked():
 
 
 def test_bound_is_documented_value():
-    assert DIVERGE_FACTOR == 1e4
+    assert DIVERGE_FACTOR == 1e4 and WEIGHT_DIVERGE_FACTOR == 1e3
     assert diverge_bound(torch.tensor([0.05, 4.6])).tolist() == [1e4, pytest.approx(4.6e4)]
 
 
