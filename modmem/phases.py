@@ -34,6 +34,8 @@ def classify_phase(train_acc, test_acc, noise, peak_test_acc=None, threshold: fl
     "Paper 1's phase of each network from its final train and test accuracy, noise ξ and (optional) peak test accuracy; 'Diverged' where `diverged`; `test_threshold` (default `threshold`) is the test accuracy that counts as generalizing."
     div = None if diverged is None else np.asarray(diverged, dtype=bool)
     ok = lambda x: x if div is None else np.where(div, 0.0, np.asarray(x, dtype=float))  # a diverged run's NaN accuracies are not used
+    if div is not None and div.ndim and div.shape != np.shape(train_acc):
+        raise ValueError(f"diverged must have one flag per network: {div.shape[0]} flags for train_acc of shape {np.shape(train_acc)}")
     tr, te = _fractions('train_acc', ok(train_acc)), _fractions('test_acc', ok(test_acc))
     xi = np.broadcast_to(_fractions('noise', noise), tr.shape)
     line = np.round(offset - xi, 9)  # 1.05 - 0.15 is 0.9 exactly, not 0.8999999999999999

@@ -160,3 +160,10 @@ def test_phase_inputs_checked():
     r = fit(steps=2)
     with pytest.raises(ValueError, match=r"lacks \['noise'\]"): add_phases(r.results.drop(columns=['noise']))
     with pytest.raises(ValueError, match='needs a tidy history'): phases_from_history(pd.DataFrame(columns=['step', 'member', 'metric', 'value']), 0.1)
+
+
+def test_classify_phase_flag_count_checked():
+    from modmem.phases import classify_phase
+    with pytest.raises(ValueError, match='diverged must have one flag per network: 3 flags'):
+        classify_phase([0.9, 0.1], [0.9, 0.1], 0.1, diverged=[True, False, True])
+    assert list(classify_phase([0.95, 0.1], [0.95, 0.1], 0.1, diverged=[False, True])) == ['Coexistence', DIVERGED]
