@@ -26,6 +26,8 @@ def _address(spec: str) -> tuple[str, int]:
 
 def check_executor(executor, timeout: float | None = 3.0):
     "Raise a UsageError, before any work, unless `executor` is one a sweep can use (a scheduler address must answer within `timeout` s)."
+    if isinstance(executor, cf.Executor) and (getattr(executor, '_shutdown', False) or getattr(executor, '_shutdown_thread', False)):
+        raise UsageError(f"executor {executor!r} is shut down: pass one that is open (or {EXECUTORS})")
     if executor is None or isinstance(executor, cf.Executor) or hasattr(executor, 'get_executor'): return executor
     if not isinstance(executor, str) or (executor != 'processes' and ':' not in executor):
         raise UsageError(f"unknown executor {executor!r}: use {EXECUTORS}")

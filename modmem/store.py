@@ -39,7 +39,7 @@ def _sha256(path: Path) -> str:
 # %% ../nbs/02f_store.ipynb #c005c
 def check_cache(cache: str | Path, write: bool = False) -> Path:
     "Make the cache folder `cache` (checked: not a file, nor under one; writable if `write`) or raise a UsageError, before any work."
-    cache = Path(cache)
+    cache = Path(cache).expanduser()  # '~/sweeps' is the home folder's, not a folder named '~'
     if cache.exists() and not cache.is_dir(): raise UsageError(f"cache {str(cache)!r} is a file, not a folder: choose another cache path")
     up = cache.absolute()
     while not up.exists(): up = up.parent

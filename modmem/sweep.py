@@ -289,7 +289,7 @@ def heartbeat(self: SweepDriver, total: int, every: float | None = None):
         while not self.stopped.wait(every):
             if self.progress and self.bar is not None: self.bar.refresh(); continue
             print(f"sweep {self.cache}: {len(self.computed) + len(self.cached)} of {total} chunks done "
-                  f"({len(self.computed)} trained by this sweep, {len(self.locks)} in training), {time.time() - t0:.0f} s",
+                  f"({len(self.computed)} trained by this sweep, {len(self.locks)} claimed), {time.time() - t0:.0f} s",
                   file=sys.stderr, flush=True)
     threading.Thread(target=beat, daemon=True, name='modmem-sweep-progress').start()
 

@@ -41,7 +41,8 @@ def _running(pid: int) -> bool:
 
 
 PARENT = '''
-import sys
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C, even where this test runs with SIGINT ignored
 from modmem.sweep import sweep
 from modmem.training import TrainConfig
 if __name__ == '__main__':
@@ -51,7 +52,7 @@ if __name__ == '__main__':
 
 
 @pytest.mark.skipif(not Path('/proc/self/task').exists(), reason='needs Linux /proc')
-@pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_pool_workers_die_with_their_parent(tmp_path, sig):
     script = tmp_path / 'parent.py'; script.write_text(PARENT)
     parent = subprocess.Popen([sys.executable, str(script), str(tmp_path / 'cache')], env=ENV)
@@ -96,6 +97,15 @@ def test_bad_options_are_refused_before_work(tmp_path, kw, words):
     with pytest.raises(UsageError, match=words.replace('(', r'\(').replace('.', r'\.')):
         sweep(BASE, dict(lr=[0.01]), cache=tmp_path / 'c', progress=False, device='cpu', **kw)
     assert time.time() - t0 < 10 and not (tmp_path / 'c').exists()
+
+
+def test_shut_down_executor_and_tilde_cache(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+    ex = ThreadPoolExecutor(1); ex.shutdown()
+    with pytest.raises(UsageError, match='is shut down'): sweep(BASE, dict(lr=[0.01]), cache=tmp_path, executor=ex, progress=False)
+    monkeypatch.setenv('HOME', str(tmp_path)); monkeypatch.chdir(tmp_path)
+    r = sweep(BASE, dict(lr=[0.01]), cache='~/sweeps', progress=False, device='cpu', max_chunks=0)
+    assert r.cache == tmp_path / 'sweeps' and not (tmp_path / '~').exists()
 
 
 def test_check_executor_is_reusable():
