@@ -221,7 +221,7 @@ def plot_phase_ipr(results: pd.DataFrame, panel: str | None, iprs: dict, title: 
             v = np.asarray(v, dtype=float).ravel()
             v = v[~np.isnan(v)]
             ax.hist(v, edges, alpha=0.55, label=f'{name} (mean {v.mean():.2f})' if len(v) else name)
-        ax.set_title(lab, fontsize=9); ax.set_xlabel(ipr_label); ax.legend(fontsize=7)
+        ax.set_title(lab, fontsize=9); ax.set_xlabel(ipr_label); ax.legend(fontsize=8)
     axes[1][0].set_ylabel('# neurons')
     for j in range(len(panels), ncol): axes[0][j].axis('off')
     for j in range(len(iprs), ncol): axes[1][j].axis('off')

@@ -135,7 +135,7 @@ def network(self: SweepResult, run: int, device: str | torch.device | None = Non
     dev = torch.device(device or default_device())
     cfg = c.config
     m = model_from_state(cfg, load_file(str(f), device=str(dev)), len(c.runs), device=dev)
-    if cfg.images: m.set_images(config_task(cfg).images(dev))  # the inputs are data, not stored weights
+    m.bind_task(config_task(cfg), dev)  # inputs that are data, not stored weights (the image MLP's images)
     return m.eval(), c.runs.index(run)
 
 @patch
@@ -150,7 +150,7 @@ def initial(self: SweepResult, run: int, device: str | torch.device | None = Non
     c = self.chunk_of(run)
     dev = torch.device(device or default_device())
     model = config_model(c.config, c.members, dev)
-    if c.config.images: model.set_images(config_task(c.config).images(dev))
+    model.bind_task(config_task(c.config), dev)
     return model.eval(), c.runs.index(run)
 
 # %% ../nbs/02g_sweep.ipynb #c021

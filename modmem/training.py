@@ -111,8 +111,8 @@ class TrainStep:
         if len(opt.params) != len(names) or any(a is not b for a, b in zip(opt.params, model.parameters())):
             raise ValueError("the optimizer must hold the model's parameters, in the model's order")
         self.model, self.opt, self.loss, self.batch_size = model, opt, loss, batch_size
-        if manual and (model.norm is not None or not getattr(model, 'manual_grads', False)): raise ValueError(f"manual gradients need a model without normalization, not norm={model.norm!r}")
-        self.manual = (model.norm is None and getattr(model, 'manual_grads', False)) if manual is None else manual  # slice_grads, else autograd
+        if manual and (model.norm is not None or not model.manual_grads): raise ValueError(f"manual gradients need a model without normalization, not norm={model.norm!r}")
+        self.manual = (model.norm is None and model.manual_grads) if manual is None else manual  # slice_grads, else autograd
         self.names = names
         self.grads = {k: torch.zeros_like(q) for k, q in model.named_parameters()} if self.manual else None  # reused every step
         dev = next(model.parameters()).device
@@ -140,7 +140,7 @@ def _part(self: TrainStep, sl: slice, idx, valid, data, dev) -> SimpleNamespace:
     m, n = self.model, self.n_train[sl]
     T = max(n) if self.batch_size is None else self.batch_size
     pt = SimpleNamespace(sl=sl, T=T, a=None, b=None, y=None, valid=None, w=None, dropout=any(m.dropout_rates[sl]))
-    pt.shape = m.mask_shape(sl.stop - sl.start, T) if hasattr(m, 'mask_shape') else (sl.stop - sl.start, T, m.width)
+    pt.shape = m.mask_shape(sl.stop - sl.start, T)
     if self.batch_size is None:
         rows = idx[sl, :T]
         pt.a, pt.b, pt.y = self.pa[rows], self.pb[rows], data.labels[sl].gather(1, rows)
@@ -247,7 +247,7 @@ def build_training(cfg: TrainConfig, members: pd.DataFrame, device, member_chunk
     device = torch.device(device)
     data = config_data(cfg, members).to(device)
     model = config_model(cfg, members, device).train()
-    if cfg.images: model.set_images(data.task.images(device))  # the inputs the image MLP looks up
+    model.bind_task(data.task, device)  # what the model reads from its task besides the indices (the image MLP: its images)
     opt = StackedOptimizer(list(model.parameters()), members.lr.tolist(), members.weight_decay.tolist(), cfg.optimizer,
                            tuple(cfg.betas), cfg.eps, cfg.momentum)
     gen = torch.Generator(device).manual_seed(int(members.seed.iloc[0]))  # minibatch permutations
