@@ -11,7 +11,8 @@ from .models import ACTIVATIONS, INITS
 from .data import check_task, check_fraction, check_train_rows, n_pairs
 from .training import (TrainConfig, train, plot_curves, LOSSES, OPTIMIZERS, PER_MEMBER, UsageError, check_device,
                              check_out, default_device, MODELS, image_sets)
-from .options import check_folder, check_file, check_executor, check_cli_device, heartbeat, HEARTBEAT
+from .options import check_folder, check_file, heartbeat, HEARTBEAT
+from .executors import check_executor
 
 # %% auto #0
 __all__ = ['TRAIN_EXIT', 'EXIT_DIVERGED', 'EXIT_NOT_SAVED', 'config_from_args', 'member_records', 'divergence_note', 'main']
@@ -154,7 +155,7 @@ def _check_bench(args):
         raise UsageError(f"--min-seconds must be a finite number >= 0, got {args.min_seconds!r}")
     for a in [args.train_frac, *args.alphas]:
         check_fraction('--train-frac/--alphas', a); check_train_rows(a, n_pairs('add', args.p))
-    check_cli_device(args.device or default_device())
+    check_device(args.device or default_device())
     for name in ('json', 'csv'):
         if getattr(args, name) is not None: check_file('--' + name, getattr(args, name))
 
@@ -164,7 +165,7 @@ def _check_reproduce(args):
     if args.jobs is not None: _positive('--jobs', args.jobs)
     if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
         raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout!r}")
-    if args.device is not None: check_cli_device(args.device)
+    if args.device is not None: check_device(args.device)
     if args.list:
         if args.out.exists() and not args.out.is_dir(): raise UsageError(f"--out {str(args.out)!r} is a file, not a folder")
         return
@@ -202,7 +203,7 @@ def _train(args) -> int:
     "`modmem train`: train the ensemble, print (and write) its results; name the members that diverged; exit 3 if all did, 4 if not saved."
     cfg = config_from_args(args)
     cfg.validate(cfg.member_table())
-    device = check_cli_device(args.device or default_device())
+    device = check_device(args.device or default_device())
     if args.out: check_out(args.out, args.force)
     with heartbeat('modmem train', on=args.quiet or args.json):
         res = train(cfg, device=device, progress=not (args.quiet or args.json))

@@ -4,8 +4,9 @@
 
 # %% ../nbs/02a_config.ipynb #ce136384
 from __future__ import annotations
-import itertools, math, numbers
+import itertools, math, numbers, warnings
 from dataclasses import dataclass, asdict
+import numpy as np
 import pandas as pd
 import torch
 from .data import ModularTask, EnsembleData, make_data, check_fraction, check_mode, check_task, check_train_rows, n_pairs, UsageError
@@ -83,12 +84,17 @@ class TrainConfig:
     precision: str = 'fp32'
 
 # %% ../nbs/02a_config.ipynb #032aafe1
+def _values(v) -> list:
+    "A per-member knob's values: a list, tuple, numpy array or Series holds several (as Python numbers), anything else is one."
+    if isinstance(v, (np.ndarray, pd.Series, pd.Index)): v = v.tolist()
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
 @patch
 def member_table(self: TrainConfig) -> pd.DataFrame:
     "One row per member: the product of the list-valued per-member knobs."
     vals = {k: getattr(self, k) for k in PER_MEMBER}
     if vals['split_seed'] is None: vals['split_seed'] = 420 if self.split == 'authors' else 0
-    vals = {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in vals.items()}
+    vals = {k: _values(v) for k, v in vals.items()}
     return pd.DataFrame(list(itertools.product(*vals.values())), columns=list(vals))
 
 # %% ../nbs/02a_config.ipynb #4f8198d0
@@ -105,7 +111,9 @@ def images(self: TrainConfig) -> bool:
 
 # %% ../nbs/02a_config.ipynb #41506099
 @patch
-def to_dict(self: TrainConfig): return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+def to_dict(self: TrainConfig):
+    "The settings as plain values (tuples and numpy arrays as lists)."
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
 # %% ../nbs/02a_config.ipynb #68b0e50b
 def n_train_rows(cfg: TrainConfig, train_frac: float) -> int:
@@ -151,10 +159,11 @@ def validate_members(self: TrainConfig, members: pd.DataFrame):
     "Raise a clear error for a member table with a missing column or a per-member value a run cannot use."
     missing = set(PER_MEMBER) - set(members.columns)
     if missing: raise ValueError(f"member table lacks columns {sorted(missing)}")
+    if not len(members): raise UsageError(f"no members: every per-member knob needs at least one value (a list such as lr=[] gives none)")
     for k in ('train_frac', 'noise'):
         for v in members[k]: check_fraction(k, v)
     for v in members.dropout:
-        if not 0 <= v < 1: raise ValueError(f"dropout must be in [0, 1), got {v}")
+        if not (isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= v < 1): raise UsageError(f"dropout must be in [0, 1), got {v!r}")
     for k in ('lr', 'weight_decay'):
         for v in members[k]: _check_real(k, v, 0)
     for k in ('seed', 'split_seed', 'noise_seed'):
@@ -234,11 +243,24 @@ def model_from_state(cfg: TrainConfig, state: dict, n_members: int, device: str 
     cls, settings = model_class(cfg)
     return cls.from_state(state, cfg.p, cfg.width, n_members, device=device, **settings)
 
+# %% ../nbs/02a_config.ipynb #mframe01
+_SEEDS = ('seed', 'split_seed', 'noise_seed')
+
 def member_frame(cfg: TrainConfig, members: pd.DataFrame | list[dict] | None = None) -> pd.DataFrame:
-    "The member table of `cfg`, or `members` completed with `cfg`'s values for the knobs it lacks."
+    "The member table of `cfg`, or `members` (a DataFrame or list of dicts) completed with `cfg`'s values for the knobs it lacks."
     if members is None: return cfg.member_table()
-    members = pd.DataFrame(members)
-    defaults = cfg.member_table().iloc[0]
+    members = pd.DataFrame(members).reset_index(drop=True)
+    if not len(members): raise UsageError("members is empty: give at least one member (a dict or a table row)")
+    shared = sorted(set(members.columns) & (set(TrainConfig.__dataclass_fields__) - set(PER_MEMBER)))
+    if shared: raise UsageError(f"{shared} are shared settings of TrainConfig, not per-member knobs: per member use {list(PER_MEMBER)}")
+    other = sorted(map(str, set(members.columns) - set(PER_MEMBER)))
+    if other: warnings.warn(f"members: columns {other} are not per-member knobs and are ignored (the knobs: {list(PER_MEMBER)})")
+    defaults = cfg.member_table()
     for k in PER_MEMBER:
-        if k not in members: members[k] = defaults[k]
+        if k not in members: members[k] = defaults[k].iloc[0]  # a numpy scalar of the column's own dtype: int seeds stay ints
+    for k in _SEEDS:  # a table's float column of whole numbers (1.0: pandas' dtype after a NaN or a mixed list) is read as ints
+        col = members[k]
+        if col.isna().any(): raise UsageError(f"{k} is missing (NaN) for member(s) {col.index[col.isna()].tolist()}: give every member one or leave the column out")
+        if col.dtype.kind == 'f' and len(col) and np.isfinite(col).all() and (col == np.floor(col)).all() and (col.abs() < 2 ** 53).all():
+            members[k] = col.astype('int64')
     return members[list(PER_MEMBER)]

@@ -6,15 +6,20 @@
 from __future__ import annotations
 import math, numbers, random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 import torch
 import pandas as pd
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['OPERATIONS', 'MAX_P', 'CORRUPTION_MODES', 'is_prime', 'check_task', 'n_pairs', 'TaskTable', 'ModularTask',
-           'check_fraction', 'check_train_rows', 'check_mode', 'split_mask', 'noisy_labels', 'corrupt_labels',
-           'authors_split', 'EnsembleData', 'make_data', 'UsageError']
+__all__ = ['OPERATIONS', 'MAX_P', 'TABLE_BYTES_PER_PAIR', 'CORRUPTION_MODES', 'UsageError', 'is_prime', 'check_task', 'n_pairs',
+           'host_memory', 'check_table_memory', 'TaskTable', 'ModularTask', 'check_fraction', 'check_train_rows',
+           'check_mode', 'split_mask', 'noisy_labels', 'corrupt_labels', 'authors_split', 'EnsembleData', 'make_data']
+
+# %% ../nbs/00_data.ipynb #dad48dd1
+class UsageError(ValueError):
+    "A setting a run cannot use: raised before any work starts (the command line prints it as one line)."
 
 # %% ../nbs/00_data.ipynb #c005
 def is_prime(n: int) -> bool:
@@ -48,6 +53,34 @@ def n_pairs(op: str | Callable, p: int) -> int:
     "Rows of the task's table: p² pairs, p(p − 1) for division (no zero divisor)."
     return p * (p - 1) if op == 'div' else p * p
 
+# %% ../nbs/00_data.ipynb #hostm01
+TABLE_BYTES_PER_PAIR = 48  # building the table: a and b flattened, the pairs [n, 2] and the labels with one temporary (int64)
+
+def host_memory() -> int | None:
+    "Bytes of RAM this process can still use: /proc/meminfo's MemAvailable, within a cgroup v2 limit; None if unknown."
+    free = None
+    try:
+        for line in Path('/proc/meminfo').read_text().splitlines():
+            if line.startswith('MemAvailable:'): free = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError): pass
+    try:  # a container's limit (cgroup v2) may be below the machine's
+        limit = Path('/sys/fs/cgroup/memory.max').read_text().strip()
+        if limit != 'max':
+            left = int(limit) - int(Path('/sys/fs/cgroup/memory.current').read_text())
+            free = left if free is None else min(free, left)
+    except (OSError, ValueError): pass
+    return free
+
+def check_table_memory(op: str | Callable, p: int, free: int | None = None):
+    "Raise a UsageError, before anything is allocated, when the table of `op` mod `p` needs more RAM than is free (`free`, default `host_memory()`)."
+    n = n_pairs(op, p)
+    need, free = n * TABLE_BYTES_PER_PAIR, host_memory() if free is None else free
+    if free is None or need <= free: return
+    fit = math.isqrt(free // TABLE_BYTES_PER_PAIR)
+    gib = lambda b: f"{b / 2 ** 30:.3g} GiB"
+    raise UsageError(f"the table of {getattr(op, '__name__', op)!r} mod p={p} ({n} pairs) needs about {gib(need)} to build, "
+                     f"but only {gib(free)} of RAM is available: use p <= {fit}")
+
 # %% ../nbs/00_data.ipynb #913420cd
 class TaskTable:
     "What every task gives the trainer: `pairs` [n, 2] (a, b) and `labels` [n], and `tables` to move them to a device once."
@@ -57,10 +90,23 @@ class TaskTable:
         if key not in cache: cache[key] = self.pairs.to(device), self.labels.to(device)
         return cache[key]
 
+def _labels(op: str, out, n: int, p: int) -> torch.Tensor:
+    "An operation's output as labels [n] in [0, p), or a clear error (a wrong shape, a value out of range, a fraction)."
+    t = torch.as_tensor(out, device='cpu')
+    if t.shape != (n,): raise ValueError(f"operation {op!r} must map each pair to one label in [0, {p}), got shape {tuple(t.shape)}")
+    if t.is_complex() or (t.is_floating_point() and not torch.equal(t, t.floor())):
+        bad = t[~torch.isfinite(t) | (t != t.floor())][:1].tolist() if t.is_floating_point() else t[:1].tolist()
+        raise ValueError(f"operation {op!r} must return integer labels in [0, {p}), got {t.dtype} values such as {bad}")
+    labels = t.long()
+    if n and (labels.min() < 0 or labels.max() >= p):
+        raise ValueError(f"operation {op!r} must map each pair to one label in [0, {p}), got values in [{labels.min().item()}, {labels.max().item()}]")
+    return labels
+
+# %% ../nbs/00_data.ipynb #modtask1
 class ModularTask(TaskTable):
     "All input pairs (a, b) of an operation mod `p`, with their true labels (on the CPU; `tables(device)` for a device)."
     def __init__(self, op: str | Callable = 'add', p: int = 97):
-        check_task(op, p)
+        check_task(op, p); check_table_memory(op, p)
         if callable(op): self.op, self.fn = getattr(op, '__name__', 'custom'), op
         else: self.op, (self.fn, _) = op, OPERATIONS[op]
         self.p = int(p)
@@ -69,10 +115,7 @@ class ModularTask(TaskTable):
         pairs = torch.stack([a.flatten(), b.flatten()], 1)
         if self.op == 'div': pairs = pairs[pairs[:, 1] != 0]
         self.pairs = pairs
-        labels = torch.as_tensor(self.fn(pairs[:, 0], pairs[:, 1], p), device='cpu').long()
-        if labels.shape != (len(pairs),) or labels.min() < 0 or labels.max() >= p:
-            raise ValueError(f"operation {self.op!r} must map each pair to one label in [0, {p}), got shape {tuple(labels.shape)}")
-        self.labels = labels
+        self.labels = _labels(self.op, self.fn(pairs[:, 0], pairs[:, 1], p), len(pairs), p)
         self._tables = {}
 
     def __getstate__(self): return {**self.__dict__, '_tables': {}}  # device copies stay in their process
@@ -255,7 +298,3 @@ def make_data(task: ModularTask, train_frac: float | Sequence[float] = 0.5, nois
             la, co = corrupt_labels(task, tr, xi, mode, ns)
         trains.append(tr); labels.append(la); corrupted.append(co)
     return EnsembleData(task, torch.stack(trains), torch.stack(labels), torch.stack(corrupted))
-
-# %% ../nbs/00_data.ipynb #dad48dd1
-class UsageError(ValueError):
-    "A setting a run cannot use: raised before any work starts (the command line prints it as one line)."

@@ -53,7 +53,7 @@ class EnsembleDeepMLP(EnsembleMLP):
         per_layer = 6 + (3 if self.has_dropout else 0) + (4 if self.norm else 0)
         return self.width * per_layer * (self.depth - 1) + 6 * self.n_out
 
-# %% ../nbs/01a_deep.ipynb #b872a25e
+# %% ../nbs/01a_deep.ipynb #33a24c1e
 @patch
 def weight_norms(self: EnsembleDeepMLP) -> dict:
     "Frobenius norms [E] of the input layer (U, V), the hidden layers (H, all together) and the output layer (W)."
@@ -61,6 +61,7 @@ def weight_norms(self: EnsembleDeepMLP) -> dict:
     if self.inner is not None: n['norm_H'] = self.inner.flatten(1).norm(dim=1)
     return {**n, 'norm_W': self.W.flatten(1).norm(dim=1)}
 
+# %% ../nbs/01a_deep.ipynb #dc4edf6e
 @patch
 def _weights(self: EnsembleDeepMLP, device):
     "Each member's weights from a generator seeded with its seed (on the CPU): first, hidden and output layers."
@@ -69,9 +70,9 @@ def _weights(self: EnsembleDeepMLP, device):
     U, V, H, W = [], [], [], []
     for s in self.seeds:
         g = torch.Generator('cpu').manual_seed(int(s))
-        first = torch.empty(N, 2 * p).normal_(0, std(2 * p), generator=g)            # nn.Linear(2p, N).weight
-        H.append(torch.stack([torch.empty(N, N).normal_(0, std(N), generator=g).T for _ in range(L)]) if L else None)
-        W.append(torch.empty(C, N).normal_(0, std(N), generator=g))                 # nn.Linear(N, C).weight
+        first = torch.empty(N, 2 * p, device='cpu').normal_(0, std(2 * p), generator=g)            # nn.Linear(2p, N).weight
+        H.append(torch.stack([torch.empty(N, N, device='cpu').normal_(0, std(N), generator=g).T for _ in range(L)]) if L else None)
+        W.append(torch.empty(C, N, device='cpu').normal_(0, std(N), generator=g))                 # nn.Linear(N, C).weight
         U.append(first[:, :p].T); V.append(first[:, p:].T)
     out = dict(emb_a=torch.stack(U), emb_b=torch.stack(V), unemb=torch.stack(W).transpose(1, 2))
     if L: out['inner'] = torch.stack(H)                                            # [E, L, N_in, N_out]
@@ -89,16 +90,20 @@ def _deep_forward(self, a, b, valid=None, members: slice = slice(None), params: 
     emb_a, emb_b = P['emb_a'], P['emb_b']
     if a.dim() == 1: a, b = a.expand(emb_a.shape[0], -1), b.expand(emb_a.shape[0], -1)
     h = _lookup(emb_a, emb_b, a, b)[0]
+    return _hidden_layers(self, h, P, members, mask, valid)
+
+def _hidden_layers(self, h, P, members, mask=None, valid=None):
+    "From the first pre-activation h [E, B, N] to logits: dropout (training), φ, the inner layers, BatchNorm when `self.norm`; shared by the image MLP."
     if self.training:
         if mask is None and any(self.dropout_rates[e] > 0 for e in range(self.n_members)[members]):
-            mask = self.dropout_mask((emb_a.shape[0], a.shape[1], self.width), members)
+            mask = self.dropout_mask(h.shape[:2] + (self.width,), members)
         if mask is not None: h = h * mask
-    act = ACTIVATIONS[self.act]
+    act, norm = ACTIVATIONS[self.act], getattr(self, 'norm', None)
     z = act(h)
-    if self.norm: z = _batchnorm(self, z, 0, valid, members, P)
+    if norm: z = _batchnorm(self, z, 0, valid, members, P)
     for l in range(self.depth - 2):
         z = act(torch.bmm(z, P['inner'][:, l]))
-        if self.norm: z = _batchnorm(self, z, l + 1, valid, members, P)
+        if norm: z = _batchnorm(self, z, l + 1, valid, members, P)
     return torch.bmm(z, P['unemb'])
 
 EnsembleDeepMLP.forward = _deep_forward

@@ -7,11 +7,11 @@ from __future__ import annotations
 import contextlib, warnings
 from pathlib import Path
 import torch
-from .data import UsageError
+from .data import UsageError, host_memory
 
 # %% auto #0
-__all__ = ['DEVICE_TYPES', 'PRECISIONS', 'default_device', 'check_device', 'available_memory', 'cpu_allocator_tuning',
-           'matmul_precision']
+__all__ = ['DEVICE_TYPES', 'PRECISIONS', 'default_device', 'check_device', 'check_threads', 'available_memory',
+           'cpu_allocator_tuning', 'matmul_precision']
 
 # %% ../nbs/00c_device.ipynb #108905f7
 def default_device() -> str:
@@ -26,6 +26,8 @@ def check_device(device) -> torch.device:
     except (RuntimeError, TypeError, ValueError):
         raise UsageError(f"unknown device {device!r}: use one of {DEVICE_TYPES} (cuda:N for one GPU)") from None
     if dev.type not in DEVICE_TYPES: raise UsageError(f"unsupported device {device!r}: use one of {DEVICE_TYPES}")
+    if dev.type in ('cpu', 'mps') and dev.index not in (None, 0):
+        raise UsageError(f"device {device!r} does not exist: the {dev.type.upper()} is one device, {dev.type!r} (or {dev.type + ':0'!r}); cuda:N picks a GPU")
     if dev.type == 'cuda':
         if not torch.cuda.is_available():
             raise UsageError(f"device {device!r} is not available: this torch ({torch.__version__}) sees no CUDA GPU; use device 'cpu'")
@@ -35,24 +37,20 @@ def check_device(device) -> torch.device:
         raise UsageError(f"device {device!r} is not available on this machine; use device 'cpu'")
     return dev
 
+def check_threads(threads, name: str = 'threads'):
+    "Raise a UsageError unless `threads` is None (torch's default) or an integer >= 1 (at most the machine's cores is sensible)."
+    import numbers, os
+    if threads is None: return
+    if not isinstance(threads, numbers.Integral) or isinstance(threads, bool) or threads < 1:
+        raise UsageError(f"{name} must be an integer >= 1 (this machine has {os.cpu_count()} cores) or None for torch's default, got {threads!r}")
+
 # %% ../nbs/00c_device.ipynb #e33a2ded
 def available_memory(device) -> int | None:
     "Bytes free for a run on `device`: a CUDA GPU's free memory, the CPU's available RAM (within a cgroup limit); None if unknown."
     dev = torch.device(device)
     if dev.type == 'cuda': return _free_memory(dev)
     if dev.type != 'cpu': return None
-    free = None
-    try:
-        for line in Path('/proc/meminfo').read_text().splitlines():
-            if line.startswith('MemAvailable:'): free = int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError): pass
-    try:  # a container's limit (cgroup v2) may be below the machine's
-        limit = Path('/sys/fs/cgroup/memory.max').read_text().strip()
-        if limit != 'max':
-            left = int(limit) - int(Path('/sys/fs/cgroup/memory.current').read_text())
-            free = left if free is None else min(free, left)
-    except (OSError, ValueError): pass
-    return free
+    return host_memory()  # MemAvailable within a cgroup limit (`modmem.data`)
 
 def cpu_allocator_tuning():
     "Keep freed memory in the process (glibc `mallopt`) so that a step's large temporaries are not page-faulted in anew each time."

@@ -65,7 +65,7 @@ def plot_stages(result: TrainResult, members: Sequence[int] | None = None, title
         row = result.members.iloc[e]
         ax.set_title(titles[i] if titles else f"wd={row.weight_decay:g}, ξ={row.noise:g}", fontsize=10)
         ax.set_xlabel('step'); ax.set_ylabel('accuracy (%)'); ax.set_ylim(-2, 102)
-    axes[0][0].legend(fontsize=7)
+    axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -181,6 +181,6 @@ def plot_memorization_speed(runs: dict, title: str = ''):
             axes[0][1].plot(c.index, c.grad_norm_clean, '-', color=f'C{i}', label=f'{name}: clean')
     axes[0][0].set_ylabel('train accuracy (%)')
     if has_grad: axes[0][1].set_ylabel('mean per-example gradient norm'); axes[0][1].set_yscale('log')
-    for ax in axes[0]: ax.set_xscale('log'); ax.set_xlabel('step'); ax.legend(fontsize=7)
+    for ax in axes[0]: ax.set_xscale('log'); ax.set_xlabel('step'); ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10); fig.tight_layout()
     return fig

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 import matplotlib.pyplot as plt
+from fastcore.basics import patch
 from .models import EnsembleMLP
 from .data import EnsembleData
 from .training import config_data, TrainResult, LOSSES
@@ -32,11 +33,13 @@ def _label(v) -> str: return 'full batch' if v is None or (isinstance(v, float) 
 
 class _Explorer:
     "Controls → `update()` → `figure`, `summary`; shown in `widget` (controls above an output area)."
-    def _build(self, controls: dict):
+    def _build(self, controls: dict, help: str = ''):
         W = _widgets()
-        self.controls, self.out, self.figure, self.summary = controls, W.Output(), None, {}
-        for w in controls.values(): w.observe(lambda change: self.update(), names='value')
-        self.widget = W.VBox([W.HBox(list(controls.values())), self.out])
+        self.controls, self.out, self.figure, self.summary, self.help = controls, W.Output(), None, {}, help
+        for w in controls.values():
+            w.style.description_width = 'initial'   # whole labels ("weight_decay", not "weight_de…")
+            w.observe(lambda change: self.update(), names='value')
+        self.widget = W.VBox([W.HBox(list(controls.values()))] + ([W.HTML(f'<small>{help}</small>')] if help else []) + [self.out])
         self.update()
 
     def _show(self, fig):
@@ -94,35 +97,65 @@ class PhaseExplorer(_Explorer):
         if missing: raise ValueError(f"the sweep's results have no column {missing}: its columns are {sorted(table.columns)}")
         self.res, self.table, self.panel, self.x, self.y, self.device = res, table, panel, x, y, device
         opts = lambda c: [(_label(v), v) for v in sorted(table[c].unique(), key=lambda v: (v is None, v if v is not None else 0))]
-        self._build({c: W.Dropdown(options=opts(c), description=c) for c in (panel, x, y)})
+        controls = {c: W.Dropdown(options=opts(c), description=c) for c in (panel, x, y)}
+        reps = int(table.groupby([panel, x, y], dropna=False).size().max())   # runs of one cell (other seeds)
+        if reps > 1: controls['replicate'] = W.IntSlider(0, min=0, max=reps - 1, description='replicate')
+        self._build(controls, help=f"Pick a cell of the phase diagram (right panel, the picked cell outlined): {panel}, α = {x}, "
+                    f"ξ = {y}" + ("; 'replicate' picks one of the cell's runs (its other seeds)" if reps > 1 else '') + '.')
 
-    @property
-    def row(self) -> pd.Series:
-        "The first run (lowest run number) whose settings match the controls."
-        t = self.table
-        pick = np.ones(len(t), bool)
-        for c, w in self.controls.items(): pick &= (t[c].isna() if w.value is None else t[c] == w.value).to_numpy()
-        return t[pick].sort_values('run').iloc[0]
+# %% ../nbs/08_explorers.ipynb #95d58ff8
+@patch(as_prop=True)
+def row(self: PhaseExplorer) -> pd.Series:
+    "The run whose settings match the controls (the `replicate`-th by run number, the first when there is no such control)."
+    t = self.table
+    pick = np.ones(len(t), bool)
+    for c in (self.panel, self.x, self.y):
+        v = self.controls[c].value
+        pick &= (t[c].isna() if v is None else t[c] == v).to_numpy()
+    runs = t[pick].sort_values('run')
+    return runs.iloc[min(self.controls['replicate'].value, len(runs) - 1) if 'replicate' in self.controls else 0]
 
-    def update(self):
-        r = self.row
-        run = int(r.run)
-        cur = self.res.curves([run])
-        model, member = self.res.network(run, device=self.device)
-        _check_model(model, member)
-        ipr = neuron_ipr(model)[member].float().cpu()
-        fig, (a0, a1) = plt.subplots(1, 2, figsize=(10, 3.3))
-        for col, lab in (('train_acc', 'train (labels trained on)'), ('test_acc', 'test'), ('corrupted_acc', 'corrupted (noisy labels)')):
-            if col in cur and cur[col].notna().any(): a0.plot(cur.step, 100 * cur[col], label=lab)
-        a0.set_xlabel('step'); a0.set_ylabel('accuracy (%)'); a0.set_ylim(-2, 102); a0.legend(fontsize=7)
-        a1.hist(ipr.numpy(), bins=np.linspace(0, 1, 21), color=PHASE_COLORS.get(r.phase, '0.5'))
-        a1.set_xlabel('neuron IPR'); a1.set_ylabel('# neurons')
-        a1.set_title(f'mean IPR {ipr.mean():.2f}', fontsize=9)
-        fig.suptitle(f"run {run}: {self.panel}={_label(r[self.panel])}, α={r[self.x]:g}, ξ={r[self.y]:g} → {r.phase}", fontsize=10)
-        fig.tight_layout()
-        self.summary = dict(run=run, phase=r.phase, train_acc=float(r.train_acc), test_acc=float(r.test_acc),
-                            mean_ipr=float(ipr.mean()))
-        self._show(fig)
+# %% ../nbs/08_explorers.ipynb #310b7806
+@patch
+def update(self: PhaseExplorer):
+    "Redraw for the picked cell: its run's curves, IPR histogram and the phase diagram."
+    r = self.row
+    run = int(r.run)
+    cur = self.res.curves([run])
+    model, member = self.res.network(run, device=self.device)
+    _check_model(model, member)
+    ipr = neuron_ipr(model)[member].float().cpu()
+    fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(13, 3.6), gridspec_kw=dict(width_ratios=[1.2, 1, 0.9]))
+    for col, lab in (('train_acc', 'train (labels trained on)'), ('test_acc', 'test'), ('corrupted_acc', 'corrupted (noisy labels)')):
+        if col in cur and cur[col].notna().any(): a0.plot(cur.step, 100 * cur[col], label=lab)
+    a0.set_xlabel('step'); a0.set_ylabel('accuracy (%)'); a0.set_ylim(-2, 102); a0.legend(fontsize=8)
+    a1.hist(ipr.numpy(), bins=np.linspace(0, 1, 21), color=PHASE_COLORS.get(r.phase, '0.5'))
+    a1.set_xlabel('neuron IPR'); a1.set_ylabel('# neurons')
+    a1.set_title(f'mean IPR {ipr.mean():.2f}', fontsize=9)
+    fig.suptitle(f"run {run}: {self.panel}={_label(r[self.panel])}, α={r[self.x]:g}, ξ={r[self.y]:g} → {r.phase}", fontsize=10)
+    self.summary = dict(cell=self._diagram(a2, r))
+    fig.tight_layout()
+    self.summary.update(run=run, phase=r.phase, train_acc=float(r.train_acc), test_acc=float(r.test_acc),
+                        mean_ipr=float(ipr.mean()))
+    self._show(fig)
+
+# %% ../nbs/08_explorers.ipynb #121cde48
+@patch
+def _diagram(self: PhaseExplorer, ax, r: pd.Series) -> tuple:
+    "Draw the phases of every (α, ξ) cell at the picked panel value on `ax`, the picked cell outlined; returns its (column, row)."
+    t = self.table[self.table[self.panel].isna() if pd.isna(r[self.panel]) else self.table[self.panel] == r[self.panel]]
+    cells = t.sort_values('run').groupby([self.x, self.y], dropna=False).first().reset_index()
+    xs, ys = sorted(cells[self.x].unique()), sorted(cells[self.y].unique())
+    for ph, g in cells.groupby('phase'):
+        ax.scatter([xs.index(v) for v in g[self.x]], [ys.index(v) for v in g[self.y]], s=500, marker='s',
+                   color=PHASE_COLORS.get(ph, '0.5'), label=ph)
+    at = (xs.index(r[self.x]), ys.index(r[self.y]))
+    ax.scatter(*at, s=900, marker='s', facecolors='none', edgecolors='k', linewidths=2.5)
+    ax.set_xticks(range(len(xs)), [_label(v) for v in xs]); ax.set_yticks(range(len(ys)), [_label(v) for v in ys])
+    ax.set_xlim(-0.6, len(xs) - 0.4); ax.set_ylim(-0.6, len(ys) - 0.4)
+    ax.set_xlabel(f'{self.x} (α)'); ax.set_ylabel(f'{self.y} (ξ)'); ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1, 1), markerscale=0.35, frameon=False)
+    ax.set_title(f'phases at {self.panel} = {_label(r[self.panel])}', fontsize=10)
+    return at
 
 # %% ../nbs/08_explorers.ipynb #c011
 class NeuronExplorer(_Explorer):
@@ -131,13 +164,17 @@ class NeuronExplorer(_Explorer):
         W = _widgets()
         member = _check_model(model, member)
         self.model, self.member = model, member
-        self.ipr = neuron_ipr(model)[member].float().cpu()
-        self.order = torch.argsort(self.ipr, descending=True)
-        self.vectors = neuron_vectors(model)[member].cpu()      # [N, 3, p]
-        self.freq = dominant_frequency(model)[member, :, 0].cpu()
-        self._build({'rank': W.IntSlider(0, min=0, max=model.width - 1, description='IPR rank')})
+        self.iprs, self.all_vectors = neuron_ipr(model).float().cpu(), neuron_vectors(model).cpu()   # every member: [E, N], [E, N, 3, p]
+        self.freqs = dominant_frequency(model)[..., 0].cpu()
+        controls = {'rank': W.IntSlider(0, min=0, max=model.width - 1, description='IPR rank')}
+        if model.n_members > 1: controls['member'] = W.Dropdown(options=list(range(model.n_members)), value=member, description='member')
+        self._build(controls, help="IPR rank 0 is the member's most periodic neuron (highest IPR); left: its U row, V row and W "
+                    "column against the residue, right: their DFT magnitudes (a periodic neuron has one peak, at its frequency).")
 
     def update(self):
+        self.member = int(self.controls['member'].value) if 'member' in self.controls else self.member
+        self.ipr, self.vectors, self.freq = self.iprs[self.member], self.all_vectors[self.member], self.freqs[self.member]
+        self.order = torch.argsort(self.ipr, descending=True)
         k = int(self.controls['rank'].value)
         n = int(self.order[k])
         X = self.vectors[n]
@@ -146,12 +183,12 @@ class NeuronExplorer(_Explorer):
         for j, lab in enumerate(('U[n] (a)', 'V[n] (b)', 'W[:, n] (c)')):
             axes[0].plot(X[j].numpy(), '.-', ms=3, lw=0.8, label=lab)
             axes[1].plot(S[j].numpy(), '.-', ms=3, lw=0.8, label=lab)
-        axes[0].set_xlabel('residue'); axes[0].set_ylabel('weight'); axes[0].legend(fontsize=7)
+        axes[0].set_xlabel('residue'); axes[0].set_ylabel('weight'); axes[0].legend(fontsize=8)
         axes[1].set_xlabel('frequency k'); axes[1].set_ylabel('|DFT|')
-        fig.suptitle(f"neuron {n} (IPR rank {k} of {len(self.order)}): IPR {self.ipr[n]:.2f}, dominant frequency {int(self.freq[n])}",
+        fig.suptitle(f"member {self.member}, neuron {n} (IPR rank {k} of {len(self.order)}): IPR {self.ipr[n]:.2f}, dominant frequency {int(self.freq[n])}",
                      fontsize=10)
         fig.tight_layout()
-        self.summary = dict(rank=k, neuron=n, ipr=float(self.ipr[n]), frequency=int(self.freq[n]))
+        self.summary = dict(member=self.member, rank=k, neuron=n, ipr=float(self.ipr[n]), frequency=int(self.freq[n]))
         self._show(fig)
 
 # %% ../nbs/08_explorers.ipynb #c015
@@ -162,18 +199,26 @@ class FiltrationExplorer(_Explorer):
         member = _check_model(model, member)
         _check_data(model, data, loss)
         self.model, self.data, self.member, self.loss = model, data, member, loss
-        self._build({'choice': W.Dropdown(options=list(DOMINANT), value='shared', description='frequency'),
-                     'keep_dc': W.Checkbox(value=False, description='DC term in G')})
+        self._tables = {}   # (rule, DC) → the accuracy table of every member, computed once
+        controls = {'choice': W.Dropdown(options=list(DOMINANT), value='shared', description='dominant frequency'),
+                    'keep_dc': W.Checkbox(value=False, description='DC term (k = 0) in f^G')}
+        if model.n_members > 1: controls['member'] = W.Dropdown(options=list(range(model.n_members)), value=member, description='member')
+        self._build(controls, help="Dominant frequency: <i>shared</i> — the strongest of u, v, w together (paper 2's rule); <i>vector</i> — "
+                    "each of u, v, w its own; <i>w</i> — the output column's. The DC term is each curve's constant (k = 0) part: "
+                    "ticked, it goes to f<sup>G</sup> with the dominant frequency, else to the residual f<sup>R</sup>.")
 
     def update(self):
         choice, keep_dc = self.controls['choice'].value, bool(self.controls['keep_dc'].value)
-        t = filtration_accuracy(self.model, self.data, self.loss, choice=choice, keep_dc=keep_dc)
+        self.member = int(self.controls['member'].value) if 'member' in self.controls else self.member
+        if (choice, keep_dc) not in self._tables:
+            self._tables[choice, keep_dc] = filtration_accuracy(self.model, self.data, self.loss, choice=choice, keep_dc=keep_dc)
+        t = self._tables[choice, keep_dc]
         t = t[t.member == self.member].set_index('network').loc[list(NETWORKS)]
-        cols = [c for c in ('test_acc', 'clean_acc', 'noisy_acc') if c in t]
+        cols = [c for c in ('test_acc', 'clean_acc', 'corrupted_acc') if c in t]
         fig, ax = plt.subplots(figsize=(7, 3.2))
         w = 0.8 / len(cols)
         for j, c in enumerate(cols):
-            ax.bar(np.arange(len(NETWORKS)) + (j - (len(cols) - 1) / 2) * w, 100 * t[c], w, label=c.replace('_acc', ''))
+            ax.bar(np.arange(len(NETWORKS)) + (j - (len(cols) - 1) / 2) * w, 100 * t[c], w, label={'test_acc': 'test', 'clean_acc': 'clean train', 'corrupted_acc': 'noisy train (noisy labels)'}[c])
         ax.set_xticks(range(len(NETWORKS)), [f'${n}$' for n in NETWORKS]); ax.set_ylabel('accuracy (%)'); ax.set_ylim(0, 105); ax.legend(fontsize=8)
         ax.set_title(f"member {self.member}: dominant frequency '{choice}'" + (', DC term in G' if keep_dc else ''), fontsize=10)
         fig.tight_layout()

@@ -95,7 +95,7 @@ def frequency_filtration(model: EnsembleMLP, choice: str = 'shared', keep_dc: bo
 
 # %% ../nbs/03a_filtration.ipynb #c014
 NETWORKS = ('f', 'f^G', 'f^R')
-_ACC_COLS = dict(test_acc='test_acc', clean_acc='clean_acc', noisy_acc='corrupted_acc', train_acc='train_acc')
+_ACC_COLS = dict(test_acc='test_acc', clean_acc='clean_acc', corrupted_acc='corrupted_acc', train_acc='train_acc')
 
 def filtration_accuracy(model: EnsembleMLP, data: EnsembleData, loss: str = 'ce', **kwargs) -> pd.DataFrame:
     "Test, clean-train and noisy-train accuracy of $f$, $f^G$ and $f^R$ per member; keyword arguments go to `frequency_filtration`."
@@ -185,13 +185,13 @@ def plot_filtration(table: pd.DataFrame, member: int = 0, title: str = '', ax=No
     "Bars: test, clean-train and noisy-train accuracy (%) of $f$, $f^G$ and $f^R$ for one member (on `ax`, or a new figure)."
     import matplotlib.pyplot as plt
     t = table[table.member == member].set_index('network')
-    cols, labels = ['test_acc', 'clean_acc', 'noisy_acc'], ['test', 'clean train', 'noisy train (noisy labels)']
+    cols, labels = ['test_acc', 'clean_acc', 'corrupted_acc'], ['test', 'clean train', 'noisy train (noisy labels)']
     fig, ax = plt.subplots(figsize=(6, 3.4)) if ax is None else (ax.figure, ax)
     w = 0.26
     for j, (c, lab) in enumerate(zip(cols, labels)):
         vals = [100 * t.loc[n, c] for n in NETWORKS]
         bars = ax.bar([i + (j - 1) * w for i in range(3)], vals, w, label=lab)
-        ax.bar_label(bars, fmt='%.0f', fontsize=7)
+        ax.bar_label(bars, fmt='%.0f', fontsize=8)
     ax.set_xticks(range(3), ['$f$', '$f^G$', '$f^R$']); ax.set_ylabel('accuracy (%)'); ax.set_ylim(0, 128)
     ax.legend(fontsize=8, loc='upper center', ncol=3)
     if title: ax.set_title(title, fontsize=10)

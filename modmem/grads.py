@@ -25,7 +25,7 @@ def _loss_scale(loss: str, C: int, T: int, weighted: bool) -> tuple[float, float
     return (2 * s / C, -2 * s / C) if loss == 'mse' else (s, -s)
 
 def _softmax(x: torch.Tensor) -> torch.Tensor:
-    "softmax over the last dim. On the CPU as max, exp, sum and divide: ATen's fused softmax kernel sums in an order that depends on the CPU capability (AVX2 vs AVX-512), these ops give the same bits on both (issue 23; benchmarks/compare_records.py compares two runs' figure records)."
+    "softmax over the last dim. On the CPU as max, exp, sum and divide: ATen's fused softmax kernel sums in an order that depends on the CPU capability (AVX2 vs AVX-512), these ops give the same bits on both (benchmarks/compare_records.py compares two runs' figure records)."
     if x.device.type != 'cpu': return torch.softmax(x, -1)
     e = (x - x.amax(-1, keepdim=True)).exp_()
     return e.div_(e.sum(-1, keepdim=True))

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .models import ACTIVATIONS, activation_name, Ensemble, EnsembleMLP, _member_knobs
+from .deep import _hidden_layers
 from .data import check_fraction, TaskTable
 from fastcore.basics import patch
 
@@ -204,7 +205,7 @@ class EnsembleImageMLP(Ensemble):
     def _weights(self, device) -> dict:
         "Each member's init N(0, 2/fan_in) (Kaiming, ReLU gain) from a CPU generator seeded with its seed, layer by layer."
         N, C, L = self.width, self.n_out, self.depth - 2
-        lin = lambda g, fan_out, fan_in: torch.empty(fan_out, fan_in).normal_(0, math.sqrt(2 / fan_in), generator=g).T
+        lin = lambda g, fan_out, fan_in: torch.empty(fan_out, fan_in, device='cpu').normal_(0, math.sqrt(2 / fan_in), generator=g).T
         F_, H, W = [], [], []
         for s in self.seeds:
             g = torch.Generator('cpu').manual_seed(int(s))
@@ -215,7 +216,7 @@ class EnsembleImageMLP(Ensemble):
         if L: out['inner'] = torch.stack(H)
         return {k: v.contiguous().to(device) for k, v in out.items()}
 
-# %% ../nbs/01c_image_mlp.ipynb #d357980e
+# %% ../nbs/01c_image_mlp.ipynb #f60838b0
 @patch
 def set_images(self: EnsembleImageMLP, x: torch.Tensor) -> 'EnsembleImageMLP':
     "Give the model the images [n, n_inputs] its row indices name (a task's `images(device)`), on its device."
@@ -224,10 +225,17 @@ def set_images(self: EnsembleImageMLP, x: torch.Tensor) -> 'EnsembleImageMLP':
     return self
 
 @patch
+def bind_task(self: EnsembleImageMLP, task, device) -> 'EnsembleImageMLP':
+    "The trainer's way in: the task's images on `device` (`set_images`)."
+    return self.set_images(task.images(device))
+
+# %% ../nbs/01c_image_mlp.ipynb #1ddbf31d
+@patch
 def row_floats(self: EnsembleImageMLP) -> int:
     "Floats one training row of one member keeps alive at a step's peak (its input, each hidden layer's tensors, the logits)."
     return self.n_inputs + self.width * (6 + (3 if self.has_dropout else 0)) * (self.depth - 1) + 6 * self.n_out
 
+# %% ../nbs/01c_image_mlp.ipynb #190cf24c
 @patch
 def weight_norms(self: EnsembleImageMLP) -> dict:
     "Frobenius norms [E] of the input layer, the hidden layers (all together) and the output layer."
@@ -243,14 +251,7 @@ def _image_forward(self, a, b=None, valid=None, members: slice = slice(None), pa
     n = P['first'].shape[0]
     if a.dim() == 1: a = a.expand(n, -1)
     h = torch.bmm(self.images[a], P['first'])                                       # [n, B, N]
-    if self.training:
-        if mask is None and any(self.dropout_rates[e] > 0 for e in range(self.n_members)[members]):
-            mask = self.dropout_mask((n, a.shape[1], self.width), members)
-        if mask is not None: h = h * mask
-    act = ACTIVATIONS[self.act]
-    z = act(h)
-    for l in range(self.depth - 2): z = act(torch.bmm(z, P['inner'][:, l]))
-    return torch.bmm(z, P['unemb'])
+    return _hidden_layers(self, h, P, members, mask)   # the deep MLP's layers after the first (no BatchNorm here)
 
 EnsembleImageMLP.forward = _image_forward
 EnsembleImageMLP.extra_repr = lambda self: (f"p={self.p}, width={self.width}, n_members={self.n_members}, depth={self.depth}, "

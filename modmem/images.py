@@ -11,14 +11,15 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .data import check_fraction, check_mode, noisy_labels
-from .device import default_device
+from .data import UsageError
+from .config import TrainConfig
+from .training import train
 from .storage import atomic_write
 from .image_mlp import (IDX_TYPES, MNIST_FILES, read_idx, _find, load_mnist, MNIST_SHAPES, DATA_SETS, data_dir,
-                              data_set, idx_files, data_places, _how, find_data, load_digits_dataset)  # moved: the image lesson reads them
+                              data_set, idx_files, data_places, _how, find_data, load_digits_dataset, IMAGE_SETS)  # moved: the image lesson reads them
 
 # %% auto #0
-__all__ = ['check_idx', 'provide_data', 'mlp', 'noisy_image_run', 'plot_noisy_vs_clean']
+__all__ = ['check_idx', 'provide_data', 'image_noise_config', 'noisy_image_run', 'plot_noisy_vs_clean']
 
 # %% ../nbs/06a_images.ipynb #d02b
 def check_idx(path: str | Path, shape, md5=(), gz_md5=(), name: str | None = None) -> None:
@@ -119,53 +120,34 @@ def provide_data(name: str, src: str | Path | None = None, to: str | Path | None
                             + (f", or install Debian's package: sudo apt-get install {s['deb']}" if s['deb'] else ''))
 
 # %% ../nbs/06a_images.ipynb #c012
-def mlp(n_in: int, width: int, n_out: int, depth: int = 3, device: str | torch.device | None = None) -> nn.Sequential:
-    "A ReLU MLP with `depth` linear layers, on `device` (default: torch's default device)."
-    layers, d = [], n_in
-    for _ in range(depth - 1): layers += [nn.Linear(d, width, device=device), nn.ReLU()]; d = width
-    return nn.Sequential(*layers, nn.Linear(d, n_out, device=device))
+def image_noise_config(op: str = 'digits', noise: float = 0.2, mode: str = 'wrong', width: int = 512, depth: int = 3, steps: int = 10,
+                       lr: float = 1e-3, weight_decay: float = 0.0, train_frac: float = 0.75) -> TrainConfig:
+    "Paper 2's image check as an engine config: a `depth`-layer ReLU MLP on `op`'s images, full batch, AdamW (torch's betas), CE, logged every step."
+    if op not in IMAGE_SETS: raise UsageError(f"op must name an image data set, one of {sorted(IMAGE_SETS)}; got {op!r}")
+    if mode == 'symmetric': raise UsageError("images have no (a, b) pairs: use mode 'uniform' or 'wrong'")
+    return TrainConfig(op=op, p=IMAGE_SETS[op]['classes'], model='deep', depth=depth, width=width, act='relu', loss='ce',
+                       optimizer='adamw', betas=(0.9, 0.999), lr=lr, weight_decay=weight_decay, train_frac=train_frac,
+                       noise=noise, noise_mode=mode, steps=steps, log_every=1)
 
-def noisy_image_run(dataset: dict, noise: float = 0.2, mode: str = 'wrong', width: int = 512, depth: int = 3,
-                    steps: int = 10, lr: float = 1e-3, weight_decay: float = 0.0, seeds=(0,), device: str | torch.device | None = None) -> pd.DataFrame:
-    "Accuracy on noisy, clean and test examples after every full-batch AdamW step (step 0 = init), per seed, trained on `device`."
-    check_fraction('noise', noise); check_mode(mode)
-    if mode == 'symmetric': raise ValueError("images have no (a, b) pairs: use mode 'uniform' or 'wrong'")
-    device = torch.device(device or default_device())
-    y_cpu = dataset['y_train'].to('cpu')
-    x, y, xt, yt = (dataset[k].to(device) for k in ('x_train', 'y_train', 'x_test', 'y_test'))
-    C = dataset['n_classes']
-    rows = []
-    for seed in seeds:
-        g = torch.Generator('cpu').manual_seed(seed)
-        picked = torch.randperm(len(y_cpu), generator=g, device='cpu')[:int(noise * len(y_cpu))]
-        labels, noisy = y_cpu.clone(), torch.zeros(len(y_cpu), dtype=torch.bool, device='cpu')
-        labels[picked] = noisy_labels(y_cpu[picked], C, mode, g); noisy[picked] = True
-        labels, noisy = labels.to(device), noisy.to(device)
-        subsets = torch.stack([noisy, ~noisy]).float()  # [2, n]: noisy, clean
-        with torch.random.fork_rng(devices=[]):  # the init from the seed, without touching the global generator
-            torch.manual_seed(seed)
-            model = mlp(x.shape[1], width, C, depth, device='cpu').to(device)
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-        accs = []
-        for step in range(steps + 1):
-            with torch.no_grad():  # kept on the device: no host sync inside the loop
-                hit = (model(x).argmax(1) == labels).float()
-                accs.append(torch.cat([(subsets * hit).sum(1) / subsets.sum(1), (model(xt).argmax(1) == yt).float().mean()[None]]))
-            if step == steps: break
-            opt.zero_grad(); F.cross_entropy(model(x), labels).backward(); opt.step()
-        acc = torch.stack(accs).cpu().tolist()  # [steps + 1, 3]; a subset without examples gives NaN
-        rows += [dict(seed=seed, step=s, noisy_acc=a[0], clean_acc=a[1], test_acc=a[2]) for s, a in enumerate(acc)]
-    return pd.DataFrame(rows)
+def noisy_image_run(op: str = 'digits', noise: float = 0.2, seeds=(0,), device: str | torch.device | None = None, **kw) -> pd.DataFrame:
+    "Accuracy of the corrupted (against their noisy labels), clean and test images after every step (0 = init), a row per seed and step."
+    if not isinstance(op, str): raise TypeError("noisy_image_run takes an image set's name ('digits', 'mnist', 'fashion_mnist'): "
+                                                "it trains with the engine (modmem.training.train), one member per seed")
+    cfg, seeds = image_noise_config(op, noise, **kw), [int(s) for s in seeds]
+    r = train(cfg, members=[dict(seed=s, noise_seed=s, split_seed=0) for s in seeds], device=device, progress=False)
+    h = r.history.pivot_table(index=['member', 'step'], columns='metric', values='value', dropna=False).reset_index()
+    h.insert(0, 'seed', [seeds[m] for m in h.member])
+    return h.reindex(columns=['seed', 'step', 'corrupted_acc', 'clean_acc', 'test_acc']).rename_axis(columns=None)
 
 # %% ../nbs/06a_images.ipynb #c017
 def plot_noisy_vs_clean(runs: dict[str, pd.DataFrame], title: str = ''):
     "Mean noisy-train and clean-train accuracy (%) against step (log axis), one colour per run."
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = plt.subplots(figsize=(7, 4.2))
     for i, (name, r) in enumerate(runs.items()):
-        m = r.groupby('step')[['noisy_acc', 'clean_acc']].mean()
-        ax.plot(m.index + 1, 100 * m.noisy_acc, '--', color=f'C{i}', label=f'{name}: noisy (own labels)')
+        m = r.groupby('step')[['corrupted_acc', 'clean_acc']].mean()
+        ax.plot(m.index + 1, 100 * m.corrupted_acc, '--', color=f'C{i}', label=f'{name}: noisy (own labels)')
         ax.plot(m.index + 1, 100 * m.clean_acc, '-', color=f'C{i}', label=f'{name}: clean')
-    ax.set_xscale('log'); ax.set_xlabel('step + 1'); ax.set_ylabel('train accuracy (%)'); ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7); fig.tight_layout()
+    ax.set_xscale('log'); ax.set_xlabel('step + 1'); ax.set_ylabel('train accuracy (%)'); ax.set_title(title, fontsize=11)
+    ax.legend(fontsize=9); fig.tight_layout()
     return fig

@@ -6,9 +6,11 @@
 from __future__ import annotations
 import functools, hashlib, inspect, numbers
 from typing import Callable
+import numpy as np
+import torch
 
 # %% auto #0
-__all__ = ['Metric', 'metric_key', 'check_metrics', 'metric_values']
+__all__ = ['DIVERGE_FACTOR', 'WEIGHT_DIVERGE_FACTOR', 'Metric', 'metric_key', 'check_metrics', 'metric_values', 'diverge_bound']
 
 # %% ../nbs/00d_metrics.ipynb #0f5afd91
 def _qualname(fn) -> str: return f"{getattr(fn, '__module__', None) or '?'}.{getattr(fn, '__qualname__', type(fn).__name__)}"
@@ -64,3 +66,12 @@ def metric_values(metrics: dict | None, model, data) -> dict:
         v = fn(model, data)
         out.update({f'{name}_{k}': t for k, t in v.items()} if isinstance(v, dict) else {name: v})
     return out
+
+# %% ../nbs/00d_metrics.ipynb #div0code
+DIVERGE_FACTOR = 1e4  # a training loss above DIVERGE_FACTOR × max(its step-0 value, 1) marks the member diverged
+WEIGHT_DIVERGE_FACTOR = 1e3  # so does a weight norm above WEIGHT_DIVERGE_FACTOR × max(its step-0 value, 1)
+
+def diverge_bound(initial, factor: float = DIVERGE_FACTOR):
+    "The value (training loss; weight norm with `factor=WEIGHT_DIVERGE_FACTOR`) above which a member counts as diverged, from its value at step 0 (a tensor or array, per member)."
+    if isinstance(initial, torch.Tensor): return factor * initial.clamp_min(1.0)
+    return factor * np.maximum(np.asarray(initial, dtype=float), 1.0)

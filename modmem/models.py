@@ -168,6 +168,14 @@ class Ensemble(nn.Module):
         "Floats one example of one member keeps alive in a training step, or None to let the memory model count them."
         return None
 
+    def mask_shape(self, n: int, B: int) -> tuple:
+        "The dropout mask one step draws for `n` members and `B` examples: one unit per hidden neuron unless a family says more."
+        return (n, B, self.width)
+
+    def bind_task(self, task, device) -> 'Ensemble':
+        "Give the model what it reads from its task besides the (a, b) indices: nothing, unless a family needs it (the image MLP: its images)."
+        return self
+
 # %% ../nbs/01_models.ipynb #ba2af644
 @patch
 def params(self: Ensemble, members: slice = slice(None)) -> dict[str, torch.Tensor]:

@@ -101,7 +101,7 @@ P2_DYNAMICS = (
 
 # %% ../nbs/07b2_paper2_claims.ipynb #c019
 def _swap(r, what):
-    "{'quad at ξ=0.5': value after swapping minus ReLU's, …} for `what` ('test_acc' or 'noisy_acc'), add at every ξ."
+    "{'quad at ξ=0.5': value after swapping minus ReLU's, …} for `what` ('test_acc' or 'corrupted_acc'), add at every ξ."
     out = {}
     for k in m(r):
         if k.startswith(('quad ', 'reverse_relu ')) and f' {what} at xi=' in k:
@@ -114,10 +114,10 @@ P2_FILTRATION = (
        lambda r: m(r, 'f test_acc'), at_most(0.2, 0.5)),
     _C('p2-fig05', 'Its frequency-filtered part f^G generalizes almost perfectly.', 'test accuracy of f^G', lambda r: m(r, 'f^G test_acc'),
        at_least(0.9, 0.5)),
-    _C('p2-fig05', 'f^G drops the noisy labels …', 'noisy-train accuracy of f^G (against the noisy labels)', lambda r: m(r, 'f^G noisy_acc'),
+    _C('p2-fig05', 'f^G drops the noisy labels …', 'noisy-train accuracy of f^G (against the noisy labels)', lambda r: m(r, 'f^G corrupted_acc'),
        at_most(0.1, 0.5)),
     _C('p2-fig05', '… which the residual f^R keeps: high noisy-train, low test accuracy.', 'noisy-train accuracy of f^R',
-       lambda r: m(r, 'f^R noisy_acc'), at_least(0.9, 0.5)),
+       lambda r: m(r, 'f^R corrupted_acc'), at_least(0.9, 0.5)),
     _C('p2-fig06', 'Each neuron has a single dominant frequency (plus a residual).', 'mean sparsity ρ after training / at initialization',
        lambda r: m(r, 'mean_rho') / m(r, 'mean_rho_init'), at_least(2, 1 + 1e-9)),
     _C('p2-fig07', 'The neurons\' phases align (φa + φb ≈ φc): points on the diagonal at low noise.',
@@ -127,7 +127,7 @@ P2_FILTRATION = (
     _C('p2-fig08', 'Swapping ReLU for x² or reverse-ReLU after training preserves or improves test accuracy …',
        'test accuracy after the swap − with ReLU, per activation and ξ', lambda r: _swap(r, 'test_acc'), every(at_least(-0.02, -0.1))),
     _C('p2-fig08', '… while noisy-train accuracy drops.', 'noisy-train accuracy after the swap − with ReLU, per activation and ξ',
-       lambda r: _swap(r, 'noisy_acc'), every(at_most(-0.2, -1e-9))),
+       lambda r: _swap(r, 'corrupted_acc'), every(at_most(-0.2, -1e-9))),
     _C('p2-figA21', 'Filtration works for subtraction and multiplication too: f^G near-perfect on test.',
        'f^G test accuracy, per task', lambda r: {t: m(r, f'{t} f^G test_acc') for t in ('sub', 'mul')}, every(at_least(0.9, 0.5))),
     _C('p2-figA21', 'For addition at every noise level f^G is near-perfect on test.', 'f^G test accuracy of addition, per ξ',

@@ -29,7 +29,7 @@ def partition_masks(scores: torch.Tensor, gammas=GAMMAS, side: str = 'G') -> tor
     n_keep = torch.tensor([math.ceil(g * N - 1e-9) for g in gammas], device=scores.device)
     return ranks[None] < n_keep[:, None]
 
-_ACC = dict(test_acc='test_acc', clean_acc='clean_acc', noisy_acc='corrupted_acc')
+_ACC = dict(test_acc='test_acc', clean_acc='clean_acc', corrupted_acc='corrupted_acc')
 
 def _acc_table(m: dict) -> list[list[float]]:
     "Test, clean and noisy accuracy [3][K] of an `evaluate` result, in one copy to the host."
@@ -47,11 +47,11 @@ def partition_sweep(model: EnsembleMLP, data: EnsembleData, member: int = 0, sco
                               **{c: acc[ci][i * len(gammas) + k] for ci, c in enumerate(_ACC)})
                          for i, side in enumerate(('G', 'R')) for k, g in enumerate(gammas)])
 
-def select_gammas(sweep: pd.DataFrame, full_noisy_acc: float, eps: float = 0.01) -> dict:
+def select_gammas(sweep: pd.DataFrame, full_corrupted_acc: float, eps: float = 0.01) -> dict:
     "$γ_G$: the smallest $γ$ with $f^G$ test accuracy ≥ best − ε; $γ_R$: the smallest $γ'$ with $f^R$ noisy-train accuracy ≥ the full network's − ε."
     G, R = sweep[sweep.side == 'G'].sort_values('gamma'), sweep[sweep.side == 'R'].sort_values('gamma')
     gG = G.gamma[G.test_acc >= G.test_acc.max() - eps].min()
-    okR = R.gamma[R.noisy_acc >= full_noisy_acc - eps]
+    okR = R.gamma[R.corrupted_acc >= full_corrupted_acc - eps]
     gR = okR.min() if len(okR) else float('nan')
     return dict(gamma_G=float(gG), gamma_R=float(gR), fG_test=float(G.test_acc[G.gamma == gG].iloc[0]))
 
@@ -69,7 +69,7 @@ def partition_table(model: EnsembleMLP, data: EnsembleData, member: int = 0, sco
     d1 = member_data(data, member, 1)
     f = masked_copies(model, member, torch.ones(1, model.width, dtype=torch.bool, device=dev))
     full = _accs(f, d1, loss)
-    sel = select_gammas(partition_sweep(model, data, member, score, gammas, loss, index), full['noisy_acc'], eps)
+    sel = select_gammas(partition_sweep(model, data, member, score, gammas, loss, index), full['corrupted_acc'], eps)
     part = masked_copies(model, member, partition_masks(neuron_scores(model, score, index)[member], (sel['gamma_G'],), 'G'))
     nets = {'f': f, f'partition f^G (γ={sel["gamma_G"]:.2f})': part, 'FF(f)': frequency_filtration(f, index=index).G,
             'FF(partition f^G)': frequency_filtration(part, index=index).G}
@@ -92,7 +92,7 @@ def activation_swap(model: EnsembleMLP, data: EnsembleData, acts=SWAPS, loss: st
 def member_accuracy(model: EnsembleMLP, data: EnsembleData, loss: str = 'ce') -> dict:
     "Test, clean-train and noisy-train accuracy of a one-member model."
     m = evaluate(model, data, loss)
-    return dict(test_acc=m['test_acc'][0].item(), clean_acc=m['clean_acc'][0].item(), noisy_acc=m['corrupted_acc'][0].item())
+    return dict(test_acc=m['test_acc'][0].item(), clean_acc=m['clean_acc'][0].item(), corrupted_acc=m['corrupted_acc'][0].item())
 
 def partition_summary(model: EnsembleMLP, data: EnsembleData, member: int, score: str, gammas=GAMMAS,
                       index: str = 'raw') -> tuple[pd.DataFrame, dict]:
@@ -102,10 +102,10 @@ def partition_summary(model: EnsembleMLP, data: EnsembleData, member: int, score
     full = member_accuracy(f, d1)
     name, idx = ('ipr', 'dlog') if score == 'ipr_dlog' else (score, 'raw')  # the discrete-log IPR of a mul network
     s, sw = neuron_scores(model, name, idx)[member], partition_sweep(model, data, member, name, gammas, index=idx)
-    sel = select_gammas(sw, full['noisy_acc'])
+    sel = select_gammas(sw, full['corrupted_acc'])
     part = masked_copies(model, member, partition_masks(s, (sel['gamma_G'],), 'G'))
     ff_f, ff_part = frequency_filtration(f, index=index).G, frequency_filtration(part, index=index).G
     return sw, dict(score=score, gamma_G=sel['gamma_G'], gamma_R=sel['gamma_R'], total=sel['gamma_G'] + sel['gamma_R'],
-                    f_test=full['test_acc'], f_noisy=full['noisy_acc'], partition_fG_test=sel['fG_test'],
+                    f_test=full['test_acc'], f_noisy=full['corrupted_acc'], partition_fG_test=sel['fG_test'],
                     best_fG_test=sw[sw.side == 'G'].test_acc.max(), FF_f_test=member_accuracy(ff_f, d1)['test_acc'],
                     FF_fG_test=member_accuracy(ff_part, d1)['test_acc'])

@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 import torch
 import pandas as pd
+from .metrics import diverge_bound, DIVERGE_FACTOR
 
 # %% auto #0
 __all__ = ['PHASES', 'UNDECIDED', 'PHASE_COLORS', 'DIVERGED', 'DIVERGED_COLOR', 'PHASES_ALL', 'classify_phase',
@@ -20,7 +21,7 @@ PHASES = ('Coexistence', 'Partial Inversion', 'Full Inversion', 'Memorization', 
 UNDECIDED = 'Forgetting or Confusion'
 PHASE_COLORS = {'Coexistence': '#1f77b4', 'Partial Inversion': '#17becf', 'Full Inversion': '#2ca02c',
                 'Memorization': '#d62728', 'Forgetting': '#9467bd', 'Confusion': '#7f7f7f', UNDECIDED: '#c7c7c7'}
-DIVERGED, DIVERGED_COLOR = 'Diverged', '#000000'  # not one of paper 1's phases: a run whose loss or weights became NaN or infinite
+DIVERGED, DIVERGED_COLOR = 'Diverged', '#000000'  # not one of paper 1's phases: a run whose loss or weights became NaN or infinite, or its loss passed diverge_bound
 
 def _fractions(name, x):
     a = np.asarray(x, dtype=float)
@@ -33,6 +34,8 @@ def classify_phase(train_acc, test_acc, noise, peak_test_acc=None, threshold: fl
     "Paper 1's phase of each network from its final train and test accuracy, noise ξ and (optional) peak test accuracy; 'Diverged' where `diverged`; `test_threshold` (default `threshold`) is the test accuracy that counts as generalizing."
     div = None if diverged is None else np.asarray(diverged, dtype=bool)
     ok = lambda x: x if div is None else np.where(div, 0.0, np.asarray(x, dtype=float))  # a diverged run's NaN accuracies are not used
+    if div is not None and div.ndim and div.shape != np.shape(train_acc):
+        raise ValueError(f"diverged must have one flag per network: {div.shape[0]} flags for train_acc of shape {np.shape(train_acc)}")
     tr, te = _fractions('train_acc', ok(train_acc)), _fractions('test_acc', ok(test_acc))
     xi = np.broadcast_to(_fractions('noise', noise), tr.shape)
     line = np.round(offset - xi, 9)  # 1.05 - 0.15 is 0.9 exactly, not 0.8999999999999999
@@ -49,12 +52,17 @@ def classify_phase(train_acc, test_acc, noise, peak_test_acc=None, threshold: fl
 # %% ../nbs/05_phases.ipynb #c010
 def phases_from_history(history: pd.DataFrame, noise, by: str = 'member', **kw) -> pd.DataFrame:
     "Final and peak accuracies and the phase of every member (or run: `by`) of a tidy history."
+    cols = {'step', by, 'metric', 'value'} - set(history.columns)
+    lack = cols or {'train_acc', 'test_acc'} - set(history.metric)
+    if lack: raise ValueError(f"phases_from_history needs a tidy history (step, {by}, metric, value) with train_acc and test_acc; it lacks {sorted(lack)}")
     h = history[history.metric.isin(['train_acc', 'test_acc', 'train_loss'])]
     w = h.pivot_table(index=[by, 'step'], columns='metric', values='value', dropna=False).reset_index().sort_values([by, 'step'])
     g = w.groupby(by)
     out = pd.DataFrame(dict(train_acc=g.train_acc.last(), test_acc=g.test_acc.last(), peak_test_acc=g.test_acc.max()))
-    bad = w.train_acc.isna() | (~np.isfinite(w.train_loss) if 'train_loss' in w else False)  # NaN accuracy or loss: diverged
+    bad = w.train_acc.isna()  # NaN accuracy, non-finite loss or a loss past `diverge_bound` of its first value: diverged
+    if 'train_loss' in w: bad = bad | ~np.isfinite(w.train_loss) | (w.train_loss > diverge_bound(w.train_loss.groupby(w[by]).transform('first')))
     out['diverged'] = bad.groupby(w[by]).any().reindex(out.index).values
+    out['diverged_step'] = w.step.where(bad).groupby(w[by]).min().reindex(out.index).fillna(-1).astype(int).values
     xi = noise.reindex(out.index).values if isinstance(noise, pd.Series) else noise
     out['noise'] = xi
     out['phase'] = classify_phase(out.train_acc, out.test_acc, xi, out.peak_test_acc, diverged=out.diverged, **kw)
@@ -68,6 +76,8 @@ def add_phases(results, **kw) -> pd.DataFrame:
             div = ph.diverged.values | results.results.diverged.values.astype(bool)
             ph['phase'] = np.where(div, DIVERGED, ph.phase.values)
         return results.results.assign(peak_test_acc=ph.peak_test_acc.values, phase=ph.phase.values)
+    lack = [c for c in ('train_acc', 'test_acc', 'noise') if c not in results]
+    if lack: raise ValueError(f"add_phases needs a TrainResult or a results table with train_acc, test_acc and noise; it lacks {lack}")
     t = results.copy()
     t['phase'] = classify_phase(t.train_acc, t.test_acc, t.noise, t.peak_test_acc if 'peak_test_acc' in t else None,
                                 diverged=t.diverged if 'diverged' in t else None, **kw)
@@ -211,7 +221,7 @@ def plot_phase_ipr(results: pd.DataFrame, panel: str | None, iprs: dict, title: 
             v = np.asarray(v, dtype=float).ravel()
             v = v[~np.isnan(v)]
             ax.hist(v, edges, alpha=0.55, label=f'{name} (mean {v.mean():.2f})' if len(v) else name)
-        ax.set_title(lab, fontsize=9); ax.set_xlabel(ipr_label); ax.legend(fontsize=7)
+        ax.set_title(lab, fontsize=9); ax.set_xlabel(ipr_label); ax.legend(fontsize=8)
     axes[1][0].set_ylabel('# neurons')
     for j in range(len(panels), ncol): axes[0][j].axis('off')
     for j in range(len(iprs), ncol): axes[1][j].axis('off')

@@ -126,7 +126,7 @@ def plot_pruning(curves: pd.DataFrame, members=None, orders=None, kind: str = 'a
             if c == 0: ax.set_ylabel('accuracy (%)' if kind == 'acc' else 'loss')
     fig.tight_layout()
     # one legend for all panels, under them (bbox_inches='tight' keeps it), so it covers no curve
-    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc='upper center', bbox_to_anchor=(0.5, 0), ncol=len(labels), fontsize=7, frameon=False)
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc='upper center', bbox_to_anchor=(0.5, 0), ncol=len(labels), fontsize=8, frameon=False)
     return fig
 
 # %% ../nbs/04_pruning.ipynb #c019

@@ -162,7 +162,7 @@ def plot_runs(res: SweepResult, runs: Sequence[int] | None = None, titles: Seque
         if norms:
             for k in 'UVW': axes[1][j].plot(c.step, c[f'norm_{k}'], label=f'‖{k}‖')
             axes[1][j].set_xlabel('step'); axes[1][j].set_ylabel('Frobenius norm'); axes[1][j].legend(fontsize=8)
-    axes[0][0].legend(fontsize=7)
+    axes[0][0].legend(fontsize=8)
     if title: fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig

@@ -21,7 +21,7 @@ def paper2_widths(k_min: int = 4, k_max: int = 12) -> list[int]:
     "Paper 2's widths M = 2^k + 1."
     return [2 ** k + 1 for k in range(k_min, k_max + 1)]
 
-_FF = dict(ff_test_acc='test_acc', ff_clean_acc='clean_acc', ff_noisy_acc='corrupted_acc')
+_FF = dict(ff_test_acc='test_acc', ff_clean_acc='clean_acc', ff_corrupted_acc='corrupted_acc')
 
 def train_widths(widths: Sequence[int], noises: Sequence[float] = (0.5, 0.8), seeds: Sequence[int] = (0,),
                 variants: dict[str, dict] | None = None, filtered: bool = False, progress: bool = False, device: str | torch.device | None = None,
@@ -60,7 +60,7 @@ def plot_width_scaling(df: pd.DataFrame, title: str = ''):
             ax.plot(x, y, 'o-', color=f'C{i}', label=f'{v}, ξ={xi:g}', ms=3)
             ax.fill_between(x, y - e, y + e, color=f'C{i}', alpha=0.2)
         ax.set_xscale('log', base=2); ax.set_xlabel('width M'); ax.set_ylabel(f'{label} accuracy (%)'); ax.set_ylim(-2, 102)
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10); fig.tight_layout()
     return fig
 

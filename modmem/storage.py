@@ -4,22 +4,36 @@
 
 # %% ../nbs/00b_storage.ipynb #c002
 from __future__ import annotations
-import json, os, shutil, tempfile, uuid
+import errno, glob, json, os, re, shutil, socket, tempfile, uuid
 from pathlib import Path
 from typing import Callable
 from .data import UsageError
 
 # %% auto #0
-__all__ = ['INCOMPLETE', 'atomic_write', 'write_json', 'check_out', 'write_run']
+__all__ = ['INCOMPLETE', 'SaveError', 'atomic_write', 'write_json', 'check_out', 'remove_stale', 'write_run']
 
 # %% ../nbs/00b_storage.ipynb #c004
+class SaveError(OSError):
+    "A file or run folder could not be written — a full disk, a quota, a read-only or forbidden folder: it names the path and the cause."
+
+_FAULTS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
+
+def _save_error(e: OSError, path) -> SaveError:
+    return SaveError(e.errno, f"could not save {str(path)!r}: {e.strerror or e} (errno {errno.errorcode.get(e.errno, e.errno)}); "
+                              f"nothing was written there: free space or choose another place")
+
 def atomic_write(path: str | Path, write: Callable[[str], None]):
-    "Call `write(tmp)` on a temporary file beside `path`, then rename it onto `path`."
+    "Call `write(tmp)` on a temporary file beside `path`, then rename it onto `path` (a full disk etc.: a `SaveError`)."
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'); os.close(fd)
-    try: write(tmp); os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'); os.close(fd)
+        try: write(tmp); os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp): os.remove(tmp)
+    except SaveError: raise
+    except OSError as e:
+        if e.errno in _FAULTS: raise _save_error(e, path) from e
+        raise
 
 def write_json(path: str | Path, obj, **kwargs):
     "Write `obj` as indented JSON to `path`, atomically; keyword arguments go to `json.dumps`."
@@ -40,17 +54,40 @@ def check_out(out: str | Path, force: bool = False) -> Path:
     except OSError as e: raise UsageError(f"output path {str(out)!r} is not writable ({str(up)!r}: {e.strerror}): choose another path") from None
     return out
 
+# %% ../nbs/00b_storage.ipynb #w1
 INCOMPLETE = '.incomplete-'  # in the name of a run folder still being written (or left by an interrupted save)
 
+def _alive(pid: int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except OSError: return True  # someone else's process
+    return True
+
+def remove_stale(out: str | Path) -> list[Path]:
+    "Remove the `<out>.incomplete-<pid>@<host>-…` folders that a save on this host left when its process died (killed mid-save)."
+    out, gone = Path(out), []
+    for p in Path(out).parent.glob(glob.escape(out.name + INCOMPLETE) + '*'):
+        m = re.fullmatch(r'(\d+)@(.+)-[^-]+', p.name[len(out.name + INCOMPLETE):])
+        if m and p.is_dir() and m[2] == socket.gethostname() and not _alive(int(m[1])):
+            shutil.rmtree(p, ignore_errors=True); gone.append(p)
+    return gone
+
+# %% ../nbs/00b_storage.ipynb #w2
 def write_run(out: str | Path, write: Callable[[Path], None], force: bool = False) -> Path:
     "Call `write(folder)` on a fresh folder beside `out` named `<out>.incomplete-…`, then rename it to `out` (an existing one only with `force`)."
     out = check_out(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=out.name + INCOMPLETE))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(out)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f'{out.name}{INCOMPLETE}{os.getpid()}@{socket.gethostname()}-'))
+    except OSError as e:
+        if e.errno in _FAULTS: raise _save_error(e, out) from e
+        raise
     mask = os.umask(0); os.umask(mask); os.chmod(tmp, 0o777 & ~mask)  # the permissions of a plain mkdir
     try: write(tmp)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and not isinstance(e, SaveError) and e.errno in _FAULTS: raise _save_error(e, out) from e
         raise
     old = None
     if out.is_dir() and any(out.iterdir()):  # replaced (force): set aside, swap in, then delete

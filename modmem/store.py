@@ -4,18 +4,19 @@
 
 # %% ../nbs/02f_store.ipynb #c002
 from __future__ import annotations
-import hashlib, json, os, socket, time, warnings
+import hashlib, json, os, socket, tempfile, time, uuid, warnings
 from pathlib import Path
 from typing import Sequence
 import pandas as pd
+from .data import UsageError
 from .plan import SCHEMA, Chunk, _jsonable
 from .storage import atomic_write, write_json
 try: import fcntl
 except ImportError: fcntl = None  # no OS file locks (Windows): chunks are not locked
 
 # %% auto #0
-__all__ = ['DONE_FILE', 'MANIFEST', 'LOCK', 'CacheWarning', 'default_cache', 'chunk_problem', 'chunk_done', 'save_chunk',
-           'ChunkLock', 'chunk_lock']
+__all__ = ['DONE_FILE', 'MANIFEST', 'LOCK', 'CacheWarning', 'default_cache', 'check_cache', 'chunk_problem', 'chunk_done',
+           'save_chunk', 'ChunkLock', 'chunk_lock']
 
 # %% ../nbs/02f_store.ipynb #c005
 DONE_FILE = 'done.json'   # a finished chunk's manifest: its files with sizes and SHA-256
@@ -35,6 +36,21 @@ def _sha256(path: Path) -> str:
         while b := f.read(1 << 20): h.update(b)
     return h.hexdigest()
 
+# %% ../nbs/02f_store.ipynb #c005c
+def check_cache(cache: str | Path, write: bool = False) -> Path:
+    "Make the cache folder `cache` (checked: not a file, nor under one; writable if `write`) or raise a UsageError, before any work."
+    cache = Path(cache).expanduser()  # '~/sweeps' is the home folder's, not a folder named '~'
+    if cache.exists() and not cache.is_dir(): raise UsageError(f"cache {str(cache)!r} is a file, not a folder: choose another cache path")
+    up = cache.absolute()
+    while not up.exists(): up = up.parent
+    if not up.is_dir(): raise UsageError(f"cache {str(cache)!r} is under {str(up)!r}, a file: choose another cache path")
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        if write: fd, probe = tempfile.mkstemp(dir=cache, prefix='.modmem-probe-'); os.close(fd); os.remove(probe)
+    except OSError as e:
+        raise UsageError(f"cache {str(cache)!r} is not writable ({e.strerror or e}): choose another cache path, or fix its permissions") from None
+    return cache
+
 # %% ../nbs/02f_store.ipynb #c006
 def _check(cache, key, weights: bool = False, only: Sequence[str] | None = None) -> tuple[dict | None, str | None]:
     "(manifest, problem) of chunk `key`: (None, None) if it never finished, (manifest, None) if intact, (_, 'what is wrong') if damaged."
@@ -53,6 +69,7 @@ def _check(cache, key, weights: bool = False, only: Sequence[str] | None = None)
     for name in (files if only is None else [n for n in only if n in files]):
         p, want = d / name, files[name]
         if not p.exists(): return man, f"{p} is missing"
+        if not p.is_file(): return man, f"{p} is a folder (or another non-file) where a file should be"
         size = p.stat().st_size
         if size != want['bytes']: return man, f"{p} has {size} bytes, the manifest says {want['bytes']}"
         if _sha256(p) != want['sha256']: return man, f"{p} does not match its SHA-256 in the manifest"
@@ -73,12 +90,23 @@ def chunk_done(cache: str | Path, key: str, weights: bool = False, warn: bool = 
     if problem and warn: _warn_damaged(cache, key, problem)
     return man is not None and problem is None
 
+# %% ../nbs/02f_store.ipynb #c007w
+def _clear_way(path: Path, folder: bool = False) -> Path:
+    "Move aside (never delete) whatever stands at `path` that is not a file (or, if `folder`, not a folder), with a CacheWarning."
+    if not os.path.lexists(path) or (path.is_dir() if folder else path.is_file() and not path.is_symlink()): return path
+    aside = path.with_name(f'{path.name}.damaged-{uuid.uuid4().hex[:8]}')
+    try: os.rename(path, aside)
+    except FileNotFoundError: return path  # another process moved it first
+    warnings.warn(f"damaged sweep cache: {path} was a {'file' if folder else 'folder'} where a {'folder' if folder else 'file'} "
+                  f"should be; moved it to {aside.name} (kept, not deleted) and writing the chunk again", CacheWarning, stacklevel=3)
+    return path
+
 # %% ../nbs/02f_store.ipynb #c008
 def save_chunk(cache: str | Path, chunk: Chunk, out: dict) -> Path:
     "Write a chunk's tables (and weights) atomically under `cache/key`, then its manifest (sizes and SHA-256 of every file) last."
     from safetensors.torch import save_file
-    d = Path(cache) / chunk.key; d.mkdir(parents=True, exist_ok=True)
-    (d / DONE_FILE).unlink(missing_ok=True)  # rewriting a damaged chunk: not done until the new manifest lands
+    d = _clear_way(Path(cache) / chunk.key, folder=True); d.mkdir(parents=True, exist_ok=True)
+    _clear_way(d / DONE_FILE).unlink(missing_ok=True)  # rewriting a damaged chunk: not done until the new manifest lands
     cfg = {k: _jsonable(v) for k, v in chunk.config.to_dict().items()}
     writers = {'results.parquet': lambda f: out['results'].to_parquet(f, index=False),
                'history.parquet': lambda f: out['history'].to_parquet(f, index=False),
@@ -88,7 +116,7 @@ def save_chunk(cache: str | Path, chunk: Chunk, out: dict) -> Path:
     if out.get('weights') is not None: writers['weights.safetensors'] = lambda f: save_file(out['weights'], f)
     files = {}
     for name, write in writers.items():
-        atomic_write(d / name, write)
+        atomic_write(_clear_way(d / name), write)
         files[name] = dict(bytes=(d / name).stat().st_size, sha256=_sha256(d / name))
     man = dict(schema=SCHEMA, key=chunk.key, training_hash=chunk.code, trained_with=out.get('code'), seconds=out['seconds'],
                device=out['device'], members=len(chunk.runs), finished=time.strftime('%Y-%m-%d %H:%M:%S'),
@@ -143,5 +171,6 @@ class ChunkLock:
 # %% ../nbs/02f_store.ipynb #c016
 def chunk_lock(cache: str | Path, key: str, wait: bool = True) -> ChunkLock | None:
     "The held lock of chunk `key` in `cache` (waiting for it, if `wait`); None if another process holds it and `wait` is False."
-    lock = ChunkLock(Path(cache) / key / LOCK)
+    _clear_way(Path(cache) / key, folder=True)
+    lock = ChunkLock(_clear_way(Path(cache) / key / LOCK))
     return lock if lock.acquire(wait) else None

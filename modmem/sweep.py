@@ -5,7 +5,7 @@
 # %% ../nbs/02g_sweep.ipynb #c002
 from __future__ import annotations
 import concurrent.futures as cf
-import json, math, numbers, os, pickle, time
+import json, math, numbers, os, pickle, sys, threading, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -19,11 +19,14 @@ from .training import (TrainConfig, train, check_metrics, metric_key, default_de
 import modmem.plan as _plan
 from .plan import (CONFIG_FIELDS, SHARED, SCHEMA, TRAINING_HASH, PLAN_MEMORY, CHUNK_SECONDS, expand_grid, Chunk, config_key,
                          check_shared, check_chunk, device_capacity, memory_budget, chunk_limit, plan_sweep)
-from .store import (DONE_FILE, MANIFEST, LOCK, CacheWarning, default_cache, chunk_problem, chunk_done, save_chunk, ChunkLock, chunk_lock,
-                          _check, _warn_damaged, _load_table)
+from .executors import (EXECUTORS, check_executor, check_counts, check_main_guard, stop_pool, _executor, _dumps,
+                              _visible_gpus, _pin_gpu)
+from .store import (DONE_FILE, MANIFEST, LOCK, CacheWarning, default_cache, check_cache, chunk_problem, chunk_done, save_chunk,
+                          ChunkLock, chunk_lock, _check, _warn_damaged, _load_table)
 
 # %% auto #0
-__all__ = ['EXECUTORS', 'run_chunk', 'SweepResult', 'sweep_extra', 'SweepDriver', 'sweep', 'chunk_throughput', 'sweep_throughput']
+__all__ = ['PROGRESS_EVERY', 'run_chunk', 'SweepResult', 'sweep_extra', 'SweepDriver', 'sweep', 'chunk_throughput',
+           'sweep_throughput']
 
 # %% ../nbs/02g_sweep.ipynb #c007
 def _peaks(history: pd.DataFrame) -> pd.DataFrame:
@@ -67,52 +70,10 @@ def run_chunk(chunk: Chunk, device: str | None = None, metrics: dict | None = No
                 weights=state, seconds=res.seconds, device=str(device), code=_plan.TRAINING_HASH)
 
 # %% ../nbs/02g_sweep.ipynb #c012
-def _dumps(obj) -> bytes:
-    try: import cloudpickle as cp
-    except ImportError: cp = pickle
-    return cp.dumps(obj)
-
 def _run_blob(blob: bytes) -> dict:
     "Unpickle (chunk, kwargs) and run it: the function executors call."
     chunk, kw = pickle.loads(blob)
     return run_chunk(chunk, **kw)
-
-EXECUTORS = "None, 'processes', a dask Client, a scheduler address 'tcp://host:port', or a concurrent.futures.Executor"
-
-def _visible_gpus(device) -> int:
-    "How many GPUs a process pool should spread over: all visible ones when `device` is CUDA without an index, else 0."
-    dev = str(device or default_device())
-    if dev != 'cuda' or not torch.cuda.is_available(): return 0
-    return torch.cuda.device_count()
-
-def _pin_gpu(counter, gpus):
-    "Process-pool initializer: give this worker the next GPU (before it initializes CUDA)."
-    with counter.get_lock():
-        i = counter.value; counter.value += 1
-    os.environ['CUDA_VISIBLE_DEVICES'] = str(i % gpus)
-
-# %% ../nbs/02g_sweep.ipynb #c013
-def _executor(executor, n_workers, device: str | torch.device | None = None):
-    "(executor or None, what to close when done, per-worker torch threads)."
-    if executor is None: return None, None, None
-    if isinstance(executor, cf.Executor): return executor, None, None
-    if hasattr(executor, 'get_executor'): return executor.get_executor(), None, None
-    if executor == 'processes':
-        import multiprocessing as mp
-        ctx = mp.get_context('spawn')
-        gpus = _visible_gpus(device)
-        if gpus:  # one worker per GPU (unless n_workers says otherwise), each pinned to its own
-            n = n_workers or gpus
-            pool = cf.ProcessPoolExecutor(n, mp_context=ctx, initializer=_pin_gpu, initargs=(ctx.Value('i', 0), gpus))
-            return pool, pool, None
-        n = n_workers or max(1, (os.cpu_count() or 1) // 2)
-        pool = cf.ProcessPoolExecutor(n, mp_context=ctx)
-        return pool, pool, max(1, (os.cpu_count() or 1) // n)
-    if isinstance(executor, str) and ':' in executor:
-        from dask.distributed import Client
-        client = Client(executor)
-        return client.get_executor(), client, None
-    raise ValueError(f"unknown executor {executor!r}: use {EXECUTORS}")
 
 # %% ../nbs/02g_sweep.ipynb #c016
 @dataclass
@@ -174,7 +135,7 @@ def network(self: SweepResult, run: int, device: str | torch.device | None = Non
     dev = torch.device(device or default_device())
     cfg = c.config
     m = model_from_state(cfg, load_file(str(f), device=str(dev)), len(c.runs), device=dev)
-    if cfg.images: m.set_images(config_task(cfg).images(dev))  # the inputs are data, not stored weights
+    m.bind_task(config_task(cfg), dev)  # inputs that are data, not stored weights (the image MLP's images)
     return m.eval(), c.runs.index(run)
 
 @patch
@@ -189,7 +150,7 @@ def initial(self: SweepResult, run: int, device: str | torch.device | None = Non
     c = self.chunk_of(run)
     dev = torch.device(device or default_device())
     model = config_model(c.config, c.members, dev)
-    if c.config.images: model.set_images(config_task(c.config).images(dev))
+    model.bind_task(config_task(c.config), dev)
     return model.eval(), c.runs.index(run)
 
 # %% ../nbs/02g_sweep.ipynb #c021
@@ -223,6 +184,7 @@ class SweepDriver:
         self.computed, self.cached, self.locks = [], [], {}
         self.pace = 1.0  # the slowest measured / estimated seconds of this call's chunks: how far to trust the next estimate
         self.pool, self.kw, self.bar = None, {}, None
+        self.stopped = threading.Event()  # set by `close`: ends the progress heartbeat
 
 # %% ../nbs/02g_sweep.ipynb #c025
 @patch
@@ -284,6 +246,10 @@ def run(self: SweepDriver, cs: list[Chunk]):
     futs = {self.pool.submit(_run_blob, _dumps((c, self.kw))): c for c in cs}
     try:
         for f in cf.as_completed(futs): self.finish(futs[f], f.result())
+    except cf.BrokenExecutor as e:
+        for f in futs: f.cancel()
+        raise RuntimeError(f"a worker process of the sweep's pool died ({e}): killed, out of memory, or its script has no "
+                           f"`if __name__ == '__main__':` guard; the chunks finished so far are in {self.cache}: run the sweep again") from None
     except BaseException:
         for f in futs: f.cancel()
         raise
@@ -308,8 +274,24 @@ def drive(self: SweepDriver, todo: list[Chunk], budget: int):
 @patch
 def close(self: SweepDriver):
     "Release every lock still held and close the progress bar."
+    self.stopped.set()
     for lock in self.locks.values(): lock.release()
     if self.bar is not None: self.bar.close()
+
+# %% ../nbs/02g_sweep.ipynb #c038h
+PROGRESS_EVERY = 60.0  # seconds between the lines a sweep writes to stderr while it trains (a bar refreshes instead)
+
+@patch
+def heartbeat(self: SweepDriver, total: int, every: float | None = None):
+    "While chunks train, every `every` s (default `PROGRESS_EVERY`): a progress line on stderr, or a refresh of the bar."
+    every, t0 = PROGRESS_EVERY if every is None else every, time.time()
+    def beat():
+        while not self.stopped.wait(every):
+            if self.progress and self.bar is not None: self.bar.refresh(); continue
+            print(f"sweep {self.cache}: {len(self.computed) + len(self.cached)} of {total} chunks done "
+                  f"({len(self.computed)} trained by this sweep, {len(self.locks)} claimed), {time.time() - t0:.0f} s",
+                  file=sys.stderr, flush=True)
+    threading.Thread(target=beat, daemon=True, name='modmem-sweep-progress').start()
 
 # %% ../nbs/02g_sweep.ipynb #c040
 def sweep(base: TrainConfig, grid: dict, cache: str | Path | None = None, chunk_size: int | None = None, executor=None,
@@ -319,26 +301,31 @@ def sweep(base: TrainConfig, grid: dict, cache: str | Path | None = None, chunk_
           deadline: float | None = None, seconds: float | None = CHUNK_SECONDS, final_metrics: dict | None = None) -> SweepResult:
     "Train every point of `grid` (over `base`) in cached, checksummed, locked chunks of batched ensembles (none started that would end after `deadline`, a `time.time()`); return the results table."
     t0 = time.perf_counter()
+    check_counts(n_workers, threads, max_chunks)
+    check_executor(executor)  # its form; a scheduler address must answer
+    if executor == 'processes': check_main_guard()
     extra = sweep_extra(metrics, neuron_metrics, final_metrics)
     if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, numbers.Real)):
         raise ValueError(f"deadline must be a time.time() in seconds or None, got {deadline!r}")
     table, chunks = plan_sweep(base, grid, chunk_size, extra, device, memory, mix_sizes, seconds)  # checks every chunk
-    if executor is not None and not (executor == 'processes' or isinstance(executor, cf.Executor) or hasattr(executor, 'get_executor')
-                                     or (isinstance(executor, str) and ':' in executor)):
-        raise ValueError(f"unknown executor {executor!r}: use {EXECUTORS}")
-    cache = Path(cache) if cache is not None else default_cache()
-    cache.mkdir(parents=True, exist_ok=True)
+    cache = check_cache(Path(cache) if cache is not None else default_cache())
     driver = SweepDriver(cache, weights, progress, deadline)
     todo = driver.todo(chunks)
     budget = len(todo) if max_chunks is None else max_chunks
-    pool, owned, pool_threads = _executor(executor, n_workers, device) if todo and budget > 0 else (None, None, None)
-    driver.pool = pool
-    driver.kw = dict(device=device, metrics=metrics, neuron_metrics=neuron_metrics, weights=weights, threads=threads or pool_threads,
-                     final_metrics=final_metrics)
-    try: driver.drive(todo, budget)
+    owned, error = None, False
+    try:
+        pool_threads = None
+        if todo and budget > 0:
+            check_cache(cache, write=True)
+            driver.pool, owned, pool_threads = _executor(executor, n_workers, device)
+            driver.heartbeat(len(chunks))
+        driver.kw = dict(device=device, metrics=metrics, neuron_metrics=neuron_metrics, weights=weights,
+                         threads=threads or pool_threads, final_metrics=final_metrics)
+        driver.drive(todo, budget)
+    except BaseException: error = True; raise
     finally:
         driver.close()
-        if owned is not None: (owned.shutdown(cancel_futures=True) if isinstance(owned, cf.Executor) else owned.close())
+        stop_pool(owned, error)
     computed, cached = driver.computed, driver.cached
     ok = set(cached) | set(computed)
     return SweepResult(table, chunks, _collect(table, chunks, cache, ok), cache, computed, cached, time.perf_counter() - t0)

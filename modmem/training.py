@@ -4,7 +4,7 @@
 
 # %% ../nbs/02d_training.ipynb #c002
 from __future__ import annotations
-import json, math, time, warnings
+import json, math, sys, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,15 +31,16 @@ from .grads import *
 from .grads import _scatter_rows, _loss_scale, _softmax, _loss_grad
 
 # %% auto #0
-__all__ = ['TrainResult', 'TrainStep', 'build_training', 'train', 'plot_curves', 'OPTIMIZERS', 'LOSSES', 'EVAL_BUDGET',
-           'PER_MEMBER', 'PRECISIONS', 'MODELS', 'DEFAULT_DEPTH', 'DEVICE_TYPES', 'INCOMPLETE', 'CPU_TILE_FLOATS',
-           'STATE_TENSORS', 'REFERENCE_GPU', 'LOOKUP_PARAMS', 'StackedOptimizer', 'example_loss', 'eval_rows',
-           'model_row_floats', 'weight_norms', 'evaluate', 'UsageError', 'image_sets', 'task_rows', 'TrainConfig',
-           'paper1_minibatch', 'default_device', 'check_device', 'check_out', 'write_run', 'member_params',
-           'n_train_rows', 'model_sizes', 'train_memory', 'available_memory', 'run_memory', 'check_memory',
-           'cpu_allocator_tuning', 'auto_member_chunk', 'auto_row_chunk', 'step_ops', 'train_seconds',
-           'matmul_precision', 'SliceGrads', 'slice_grads', 'Metric', 'metric_key', 'check_metrics', 'metric_values',
-           'config_task', 'config_data', 'model_class', 'config_model', 'model_from_state', 'member_frame']
+__all__ = ['HEARTBEAT_SECONDS', 'TrainResult', 'TrainStep', 'build_training', 'train', 'Heartbeat', 'DivergenceWatch',
+           'plot_curves', 'OPTIMIZERS', 'LOSSES', 'EVAL_BUDGET', 'PER_MEMBER', 'PRECISIONS', 'MODELS', 'DEFAULT_DEPTH',
+           'DEVICE_TYPES', 'INCOMPLETE', 'CPU_TILE_FLOATS', 'STATE_TENSORS', 'REFERENCE_GPU', 'LOOKUP_PARAMS',
+           'StackedOptimizer', 'example_loss', 'eval_rows', 'model_row_floats', 'weight_norms', 'evaluate',
+           'UsageError', 'image_sets', 'task_rows', 'TrainConfig', 'paper1_minibatch', 'default_device', 'check_device',
+           'check_out', 'write_run', 'member_params', 'n_train_rows', 'model_sizes', 'train_memory', 'available_memory',
+           'run_memory', 'check_memory', 'cpu_allocator_tuning', 'auto_member_chunk', 'auto_row_chunk', 'step_ops',
+           'train_seconds', 'matmul_precision', 'SliceGrads', 'slice_grads', 'Metric', 'metric_key', 'check_metrics',
+           'metric_values', 'config_task', 'config_data', 'model_class', 'config_model', 'model_from_state',
+           'member_frame']
 
 # %% ../nbs/02d_training.ipynb #ac01116a
 _all_ = [  # the names `from modmem.training import *` gave before the engine was split into lessons
@@ -110,8 +111,8 @@ class TrainStep:
         if len(opt.params) != len(names) or any(a is not b for a, b in zip(opt.params, model.parameters())):
             raise ValueError("the optimizer must hold the model's parameters, in the model's order")
         self.model, self.opt, self.loss, self.batch_size = model, opt, loss, batch_size
-        if manual and (model.norm is not None or not getattr(model, 'manual_grads', False)): raise ValueError(f"manual gradients need a model without normalization, not norm={model.norm!r}")
-        self.manual = (model.norm is None and getattr(model, 'manual_grads', False)) if manual is None else manual  # slice_grads, else autograd
+        if manual and (model.norm is not None or not model.manual_grads): raise ValueError(f"manual gradients need a model without normalization, not norm={model.norm!r}")
+        self.manual = (model.norm is None and model.manual_grads) if manual is None else manual  # slice_grads, else autograd
         self.names = names
         self.grads = {k: torch.zeros_like(q) for k, q in model.named_parameters()} if self.manual else None  # reused every step
         dev = next(model.parameters()).device
@@ -139,7 +140,7 @@ def _part(self: TrainStep, sl: slice, idx, valid, data, dev) -> SimpleNamespace:
     m, n = self.model, self.n_train[sl]
     T = max(n) if self.batch_size is None else self.batch_size
     pt = SimpleNamespace(sl=sl, T=T, a=None, b=None, y=None, valid=None, w=None, dropout=any(m.dropout_rates[sl]))
-    pt.shape = m.mask_shape(sl.stop - sl.start, T) if hasattr(m, 'mask_shape') else (sl.stop - sl.start, T, m.width)
+    pt.shape = m.mask_shape(sl.stop - sl.start, T)
     if self.batch_size is None:
         rows = idx[sl, :T]
         pt.a, pt.b, pt.y = self.pa[rows], self.pb[rows], data.labels[sl].gather(1, rows)
@@ -246,7 +247,7 @@ def build_training(cfg: TrainConfig, members: pd.DataFrame, device, member_chunk
     device = torch.device(device)
     data = config_data(cfg, members).to(device)
     model = config_model(cfg, members, device).train()
-    if cfg.images: model.set_images(data.task.images(device))  # the inputs the image MLP looks up
+    model.bind_task(data.task, device)  # what the model reads from its task besides the indices (the image MLP: its images)
     opt = StackedOptimizer(list(model.parameters()), members.lr.tolist(), members.weight_decay.tolist(), cfg.optimizer,
                            tuple(cfg.betas), cfg.eps, cfg.momentum)
     gen = torch.Generator(device).manual_seed(int(members.seed.iloc[0]))  # minibatch permutations
@@ -265,6 +266,45 @@ def train(config: TrainConfig, members: pd.DataFrame | list[dict] | None = None,
     if device.type == 'cpu': torch.set_flush_denormal(True); cpu_allocator_tuning()
     with matmul_precision(cfg.precision): return _train(cfg, members, device, progress, metrics)
 
+# %% ../nbs/02d_training.ipynb #hbeat01
+HEARTBEAT_SECONDS = 60.0  # a quiet run longer than this prints one line this often
+
+class Heartbeat:
+    "One line on stderr at most every `every` seconds (default `HEARTBEAT_SECONDS`) while a loop of `total` steps runs (host clock only: no device sync)."
+    def __init__(self, total: int, every: float | None = None, enabled: bool = True, what: str = 'train', file=None):
+        self.total, self.every, self.enabled, self.what, self.file = total, HEARTBEAT_SECONDS if every is None else every, enabled, what, file
+        self.t0 = self.last = time.perf_counter()
+
+    def __call__(self, step: int):
+        if not self.enabled: return
+        now = time.perf_counter()
+        if now - self.last < self.every: return
+        self.last, done = now, max(step, 1)
+        left = (now - self.t0) / done * (self.total - step)
+        print(f"modmem: {self.what}: step {step}/{self.total} after {now - self.t0:.0f} s, about {left:.0f} s left",
+              file=self.file or sys.stderr, flush=True)
+
+# %% ../nbs/02d_training.ipynb #dwatch01
+def _weight_norm(model) -> torch.Tensor:
+    "Each member's norm of all its parameters [E] (every parameter is [E, ...])."
+    return torch.stack([q.detach().flatten(1).float().norm(dim=1) for q in model.parameters()]).norm(dim=0)
+
+class DivergenceWatch:
+    "Each member's divergence, on the device, updated at logging steps only (no host sync): see `diverge_bound`."
+    def __init__(self, n_members: int, device):
+        self.flag = torch.zeros(n_members, dtype=torch.bool, device=device)  # diverged at some logged step
+        self.step = torch.full((n_members,), -1, dtype=torch.int64, device=device)  # the first such step, -1 if none
+        self.bound = self.wbound = None  # from the loss and the weight norm at the first logged step (step 0)
+
+    def update(self, step: int, m: dict, model, has_test: torch.Tensor):
+        "Mark the members whose metrics `m` at `step` or weights are non-finite, or whose training loss or weight norm passed its bound."
+        loss, norm = m['train_loss'], _weight_norm(model)
+        if self.bound is None: self.bound, self.wbound = diverge_bound(loss.detach().clone()), diverge_bound(norm, WEIGHT_DIVERGE_FACTOR)
+        bad = ~torch.isfinite(loss) | (loss > self.bound) | (has_test & ~torch.isfinite(m['test_loss'])) | (norm > self.wbound)
+        for q in model.parameters(): bad |= ~torch.isfinite(q.detach().flatten(1)).all(1)  # every parameter is [E, ...]
+        self.step = torch.where(bad & ~self.flag, step, self.step)
+        self.flag |= bad
+
 # %% ../nbs/02d_training.ipynb #7da6eb81
 def _train(cfg: TrainConfig, members: pd.DataFrame, device: torch.device, progress: bool, metrics: dict | None) -> TrainResult:
     "`train`'s loop, once the settings, metrics, device and memory are checked."
@@ -273,29 +313,31 @@ def _train(cfg: TrainConfig, members: pd.DataFrame, device: torch.device, progre
     E = len(members)
     log_at, logged = set(_log_steps(cfg.log_every, cfg.steps)), []
     eval_chunk = eval_rows(E, model.width, model.n_out, device, row_floats=model_row_floats(model))
-    diverged = torch.zeros(E, dtype=torch.bool, device=device)  # on the device: updated at logging steps only
-    has_test = data.test.any(1)
+    watch, has_test = DivergenceWatch(E, device), data.test.any(1)
 
     def log(step):
         m = evaluate(model, data, cfg.loss, eval_chunk)
         for name, v in metric_values(metrics, model, data).items():
             if name in m: raise ValueError(f"metric {name!r} would overwrite the trainer's own {name!r}: rename it")
+            if getattr(v, 'shape', None) != (E,): raise ValueError(f"metric {name!r} must give one value per member (a tensor of shape ({E},)), got {getattr(v, 'shape', type(v).__name__)}")
             m[name] = v
         logged.append((step, m))
-        diverged.logical_or_(~torch.isfinite(m['train_loss']) | (has_test & ~torch.isfinite(m['test_loss'])))
-        for q in model.parameters(): diverged.logical_or_(~torch.isfinite(q.detach().flatten(1)).all(1))  # every parameter is [E, ...]
+        watch.update(step, m, model, has_test)
 
     model.train()
+    beat = Heartbeat(cfg.steps, enabled=not progress)  # a line a minute on stderr when no progress bar shows
     for step in tqdm(range(cfg.steps + 1), disable=not progress, desc='train', leave=False):
         if step in log_at: log(step)
+        beat(step)
         if step == cfg.steps: break
         step_fn(step)
     seconds = time.perf_counter() - t0
-    history = _tidy(logged)
+    history, div_step = _tidy(logged), watch.step.cpu().numpy()
+    _mark_diverged(history, div_step)
     final = history[history.step == cfg.steps].pivot(index='member', columns='metric', values='value')
     results = pd.concat([members.reset_index(drop=True), final.reset_index(drop=True)], axis=1)
     results.insert(0, 'member', range(E))
-    results['diverged'] = diverged.cpu().numpy()
+    results['diverged'], results['diverged_step'] = div_step >= 0, div_step
     acc = [c for c in results.columns if c.endswith('_acc')]
     results.loc[results.diverged, acc] = math.nan  # no plausible-looking accuracy for a diverged member
     return TrainResult(cfg, members, model, data, history, results, seconds)
@@ -311,6 +353,13 @@ def _tidy(logged):
                              member=[e for _ in range(T) for _ in range(M) for e in range(E)],
                              metric=[names[m] for _ in range(T) for m in range(M) for _ in range(E)],
                              value=vals.flatten().tolist()))
+
+# %% ../nbs/02d_training.ipynb #mdiv01
+def _mark_diverged(history: pd.DataFrame, div_step):
+    "NaN accuracies in `history` (in place) from each diverged member's first diverged logged step on."
+    first = pd.Series(div_step).where(lambda s: s >= 0)  # member -> its first diverged step, NaN if none
+    at = history.member.map(first)
+    history.loc[history.metric.str.endswith('_acc') & (history.step >= at), 'value'] = math.nan
 
 # %% ../nbs/02d_training.ipynb #c029
 def plot_curves(result: TrainResult, members: Sequence[int] | None = None, titles: Sequence[str] | None = None):

@@ -50,16 +50,16 @@ class EnsembleTransformer(Ensemble):
         if not self.tied: s['unemb'] = (E, d, p)
         return s
 
-# %% ../nbs/01b_transformer.ipynb #baa93c8b
+# %% ../nbs/01b_transformer.ipynb #568a024a
 @patch
 def _weights(self: EnsembleTransformer) -> dict:
     "Each member's init from a CPU generator seeded with its seed, in the plain module's order: the authors' Kaiming-normal (fan_in, linear gain) linear layers and N(0, 1) embeddings."
     p, d, L, M = self.p, self.width, self.depth, self.mlp_factor * self.width
     out = {k: [] for k in self._shapes()}
-    lin = lambda g, fan_out, fan_in: torch.empty(fan_out, fan_in).normal_(0, fan_in ** -0.5, generator=g).T  # nn.Linear(fan_in, fan_out)
+    lin = lambda g, fan_out, fan_in: torch.empty(fan_out, fan_in, device='cpu').normal_(0, fan_in ** -0.5, generator=g).T  # nn.Linear(fan_in, fan_out)
     for s in self.seeds:
         g = torch.Generator('cpu').manual_seed(int(s))
-        tok, pos = torch.empty(p, d).normal_(0, 1, generator=g), torch.empty(2, d).normal_(0, 1, generator=g)
+        tok, pos = torch.empty(p, d, device='cpu').normal_(0, 1, generator=g), torch.empty(2, d, device='cpu').normal_(0, 1, generator=g)
         blocks = {k: [] for k in BLOCK_WEIGHTS}
         for _ in range(L):
             qkv = lin(g, 3 * d, d)                                   # to_qkv: one Linear(d, 3d), split into q, k, v
@@ -72,11 +72,13 @@ def _weights(self: EnsembleTransformer) -> dict:
         for k in BLOCK_WEIGHTS: out[k].append(torch.stack(blocks[k]))
     return {k: torch.stack(v).contiguous() for k, v in out.items()}
 
+# %% ../nbs/01b_transformer.ipynb #4ffc3371
 @patch
 def mask_shape(self: EnsembleTransformer, n: int, B: int) -> tuple:
     "The dropout mask one step draws: (n, B, K), K the units of one example — embeddings, attention probabilities, attention and MLP outputs."
     return (n, B, 2 * self.width + self.depth * (4 * self.heads + 4 * self.width))
 
+# %% ../nbs/01b_transformer.ipynb #81218071
 @patch
 def row_floats(self: EnsembleTransformer) -> int:
     "Floats one training example of one member keeps alive at a step's peak (activations the backward pass needs, and the logits)."
@@ -84,6 +86,7 @@ def row_floats(self: EnsembleTransformer) -> int:
     per_block = 2 * (8 * d + 3 * M) + 3 * 4 * H
     return 2 * 3 * d + self.depth * per_block + (self.mask_shape(1, 1)[2] if self.has_dropout else 0) + 6 * self.p
 
+# %% ../nbs/01b_transformer.ipynb #13c49869
 @patch
 def weight_norms(self: EnsembleTransformer) -> dict:
     "Frobenius norms [E] of the token embedding, the blocks' weights (all together) and the unembedding."

@@ -108,3 +108,22 @@ def test_no_test_function_checks_only_the_number_of_axes():
                       or (isinstance(n, ast.Call) and getattr(n.func, 'id', '').startswith('test_'))]
             if checks and all(re.search(r'len\(\s*[\w.]*axes', c) for c in checks): bad.append((f.name, fn.name))
     assert not bad, f"test functions whose only check is the number of axes: {bad}"
+
+
+MIN_FONT_PT = 8   # lesson figures are shown at 100 px per inch (saved at 2×, drawn at half): 8 pt ≈ 11 px
+SMALL_FONT = re.compile(r"fontsize\s*=\s*(\d+(?:\.\d+)?)|(?:font)?size\s*=\s*'(xx-small|x-small)'")
+
+
+def test_no_text_in_a_figure_below_8_points():
+    "Every label, title and legend a lesson or experiment draws is at least 8 pt, so it reads at ≥ 10 px on the site."
+    bad = []
+    for nb in _notebooks():
+        for c in json.loads(nb.read_text())['cells']:
+            if c['cell_type'] != 'code': continue
+            for m in SMALL_FONT.finditer(''.join(c['source'])):
+                if m[2] or float(m[1]) < MIN_FONT_PT: bad.append((nb.name, c.get('id'), m[0]))
+    assert not bad, f"text below {MIN_FONT_PT} pt: {bad}"
+
+
+def test_the_font_rule_catches_small_text():
+    assert SMALL_FONT.search("ax.legend(fontsize=7)")[1] == '7' and SMALL_FONT.search("size='x-small'")[2] == 'x-small'

@@ -230,16 +230,22 @@ def test_grad_norms_once_per_log(task, device, monkeypatch):
 # ---------------------------------------------------------------------------------------------------- images
 
 def test_noisy_image_run_under_meta(on_meta, device):
-    "The image run trains on `device` and gives the same accuracies as on the CPU (up to float noise)."
-    g = torch.Generator('cpu').manual_seed(0)
-    ds = dict(x_train=torch.rand(60, 8, generator=g, device='cpu'), y_train=torch.randint(0, 3, (60,), generator=g, device='cpu'),
-              x_test=torch.rand(20, 8, generator=g, device='cpu'), y_test=torch.randint(0, 3, (20,), generator=g, device='cpu'),
-              n_classes=3)
+    "The image run is the engine's: it trains on `device` and makes nothing on another one."
     with on_meta():
-        run = noisy_image_run(ds, noise=0.2, width=8, steps=2, seeds=(0, 1), device=device)
-    assert len(run) == 6 and run[['noisy_acc', 'clean_acc', 'test_acc']].stack().between(0, 1).all()
-    ref = noisy_image_run(ds, noise=0.2, width=8, steps=2, seeds=(0, 1), device='cpu')
-    np.testing.assert_allclose(run.test_acc.to_numpy()[:2], ref.test_acc.to_numpy()[:2])  # step 0: the same init
+        run = noisy_image_run('digits', noise=0.2, width=8, steps=2, seeds=(0, 1), device=device)
+    assert len(run) == 6 and list(run.columns) == ['seed', 'step', 'corrupted_acc', 'clean_acc', 'test_acc']
+    assert run.seed.tolist() == [0, 0, 0, 1, 1, 1] and run[['corrupted_acc', 'clean_acc', 'test_acc']].stack().between(0, 1).all()
+    ref = noisy_image_run('digits', noise=0.2, width=8, steps=2, seeds=(0, 1), device='cpu')
+    np.testing.assert_allclose(run.test_acc.to_numpy()[[0, 3]], ref.test_acc.to_numpy()[[0, 3]])  # step 0: the same init
+
+
+@pytest.mark.parametrize('model', ['deep', 'transformer', 'image'])
+def test_family_init_under_meta(on_meta, device, model):
+    "Every family draws its initial weights on the CPU from the seed, whatever torch's default device is."
+    kw = dict(op='digits', p=10, model='deep') if model == 'image' else dict(p=11, model=model)
+    with on_meta():
+        res = train(TrainConfig(width=16, steps=1, **kw), device=str(device), progress=False)
+    assert all(_same(device, v) for v in res.model.state_dict().values())
 
 
 # ---------------------------------------------------------------------------------------------------- the lead's engine

@@ -40,6 +40,6 @@ def test_neuron_and_filtration_explorers(res):
     for choice in ('shared', 'vector', 'w'):
         fe.controls['choice'].value = choice
         assert f"'{choice}'" in fe.figure.axes[0].get_title()
-        assert set(fe.summary) == {f'{n} {c}' for n in ('f', 'f^G', 'f^R') for c in ('test_acc', 'clean_acc', 'noisy_acc')}
+        assert set(fe.summary) == {f'{n} {c}' for n in ('f', 'f^G', 'f^R') for c in ('test_acc', 'clean_acc', 'corrupted_acc')}
     fe.controls['keep_dc'].value = True
     assert 'DC term in G' in fe.figure.axes[0].get_title()

@@ -187,7 +187,7 @@ def test_filtration_accuracy_table():
     ev = evaluate(m, data, 'ce')
     f = t[t.network == 'f'].sort_values('member')
     np.testing.assert_allclose(f.test_acc.to_numpy(), ev['test_acc'].numpy(), rtol=1e-6)
-    assert np.isnan(f.noisy_acc.iloc[0]) and not np.isnan(f.noisy_acc.iloc[1])
+    assert np.isnan(f.corrupted_acc.iloc[0]) and not np.isnan(f.corrupted_acc.iloc[1])
 
 
 def test_tied_model_filtration():

@@ -83,7 +83,7 @@ def test_partition_sweep_full_gamma_is_the_model(setup):
     ref = evaluate(model, data, 'ce')
     for side in ('G', 'R'):
         row = sw[(sw.side == side) & (sw.gamma == 1.0)].iloc[0]
-        assert abs(row.noisy_acc - ref['corrupted_acc'][1].item()) < 1e-6 and row.n_kept == 40
+        assert abs(row.corrupted_acc - ref['corrupted_acc'][1].item()) < 1e-6 and row.n_kept == 40
     sel = select_gammas(sw, ref['corrupted_acc'][1].item())
     assert 0 < sel['gamma_G'] <= 1 and 0 < sel['gamma_R'] <= 1
 

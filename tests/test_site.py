@@ -107,6 +107,16 @@ def test_no_page_wider_than_the_window(pages):
     assert not bad, _report(bad, 'sideways scrolling')
 
 
+def test_lesson_figures_not_shrunk(pages):
+    "Lesson figures are saved at 2× and shown at half their pixels (100 px per inch: 8 pt text ≈ 11 px), never shrunk further."
+    bad = {}
+    for page, dom in pages.items():
+        if page == 'figures.html': continue   # the figures page links each figure to its full-size file
+        small = [f'{n} px shown at {s}' for n, s in shots.figures(dom) if s < 0.49 * n]
+        if small: bad[page] = ', '.join(small)
+    assert not bad, _report(bad, 'figures shrunk below half their pixels (text under 10 px)')
+
+
 RAW_DOLLARS = re.compile(r'(?<![\\$])\$(?!\s)[^$\n]{0,200}?[\\^_{}][^$\n]{0,200}?(?<!\s)\$')
 
 

@@ -47,7 +47,12 @@ AT_SCRIPT = r"""<script>(function () {
   var q = new URLSearchParams(location.search), id = q.get('at');
   function mark() {
     var meta = document.createElement('meta'); meta.name = 'modmem-layout';
-    meta.content = document.documentElement.scrollWidth + ',' + window.innerWidth; document.head.appendChild(meta);
+    meta.content = document.documentElement.scrollWidth + ',' + window.innerWidth + ',' + document.documentElement.scrollHeight;
+    document.head.appendChild(meta);
+    var imgs = document.createElement('meta'); imgs.name = 'modmem-images';  // natural:shown width of every figure
+    imgs.content = Array.from(document.querySelectorAll('main img')).filter(function (i) { return i.naturalWidth > 0; })
+      .map(function (i) { return i.naturalWidth + ':' + Math.round(i.getBoundingClientRect().width); }).join(' ');
+    document.head.appendChild(imgs);
     if (!id) return;
     var el = document.getElementById(id), top = el ? Math.round(el.getBoundingClientRect().top + window.scrollY) : -1;
     document.title = 'modmem-at:' + top;
@@ -130,8 +135,20 @@ def math_report(dom: str) -> dict:
 
 def layout(dom: str) -> tuple:
     "(content width, window width) of a rendered page, as its `modmem-layout` meta reports them; (0, 0) when it did not."
-    m = re.search(r'<meta name="modmem-layout" content="(\d+),(\d+)"', dom)
+    m = re.search(r'<meta name="modmem-layout" content="(\d+),(\d+)(?:,\d+)?"', dom)
     return (int(m[1]), int(m[2])) if m else (0, 0)
+
+
+def height(dom: str) -> int:
+    "The height in px of a rendered page, as its `modmem-layout` meta reports it; 0 when it did not."
+    m = re.search(r'<meta name="modmem-layout" content="\d+,\d+,(\d+)"', dom)
+    return int(m[1]) if m else 0
+
+
+def figures(dom: str) -> list[tuple[int, int]]:
+    "(natural width, shown width) in px of every image in a rendered page's main column."
+    m = re.search(r'<meta name="modmem-images" content="([\d: ]*)"', dom)
+    return [tuple(map(int, x.split(':'))) for x in m[1].split()] if m else []
 
 
 def broken_links(base: str, page: str, dom: str) -> list:
