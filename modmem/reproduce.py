@@ -18,6 +18,7 @@ from .provenance import source_hash
 from .claims import counts, counts_text
 from .recipes import shared_recipes, recipe_users, lookup
 from .training import image_sets
+from .executors import check_executor
 from .images import DATA_SETS, find_data
 from .experiments import check_preset, device_label, git_revision, reproducible
 from .runner import (RUNNERS, STOP_GRACE, NotebookError, notebook_cells, run_plain, process_tree, stop_process, child_command, _alive,
@@ -256,8 +257,7 @@ DEVICES = "cpu, cuda, cuda:k or mps (or None: CUDA when present)"
 def check_settings(executor: str | None = None, device: str | None = None, timeout: float | None = None,
                    gpus: int | list | None = None) -> None:
     "Raise a ValueError that names the setting and its allowed values when `executor`, `device` or `timeout` cannot work here."
-    if executor is not None and not (executor == 'processes' or (isinstance(executor, str) and ':' in executor)):
-        raise ValueError(f"executor {executor!r} is not allowed: use {EXECUTORS}")
+    check_executor(executor, timeout=None)   # its form (the CLI also checks that a scheduler answers)
     if device is not None:
         try: dev = torch.device(device)
         except (RuntimeError, TypeError): dev = None

@@ -95,8 +95,8 @@ def test_broken_notebook_fails_alone(tmp_path):
 
 
 @pytest.mark.parametrize('kw,msg', [
-    (dict(executor='proceses'), "executor 'proceses' is not allowed: use None"),
-    (dict(executor=''), "executor '' is not allowed"),
+    (dict(executor='proceses'), "unknown executor 'proceses': use None"),
+    (dict(executor=''), "unknown executor ''"),
     (dict(device='gpu'), "device 'gpu' is not allowed: use cpu, cuda, cuda:k or mps"),
     (dict(timeout=0), 'timeout 0 is not allowed: use a number of seconds > 0'),
     (dict(timeout=-1.5), 'timeout -1.5 is not allowed'),
