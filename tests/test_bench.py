@@ -25,8 +25,7 @@ def tiny(request):
 
 
 def test_table_columns_and_ratios_are_finite(tiny):
-    tbl, seconds = tiny
-    assert seconds < 10, seconds
+    tbl, seconds = tiny   # no bound on seconds: speed targets live in benchmarks, not in timed tests
     assert tbl.case.tolist() == ['sequential'] + ['engine'] * 4 + ['phase diagram', 'mean α'] + ['gemm'] * 5
     cols = ['model_steps_per_s', 'ms_per_model_step', 'gemm_ms', 'x_gemm', 'gflops']
     assert all(math.isfinite(v) and v > 0 for v in tbl[cols].to_numpy().ravel())
@@ -102,7 +101,8 @@ def test_child_gets_its_gpu_and_cuda_device(monkeypatch, tmp_path):
         def wait(self, timeout=None): return 0
     monkeypatch.setattr(reproduce_mod.subprocess, 'Popen', FakeProc)
     ex = tmp_path / 'experiments'; ex.mkdir()
-    (ex / 'p1_curves.ipynb').write_text(json.dumps(dict(cells=[], metadata={}, nbformat=4, nbformat_minor=5)))
+    params = dict(cell_type='code', metadata=dict(tags=['parameters']), source="preset = 'smoke'", outputs=[], execution_count=None)
+    (ex / 'p1_curves.ipynb').write_text(json.dumps(dict(cells=[params], metadata={}, nbformat=4, nbformat_minor=5)))
     rec = reproduce_mod.run_notebook('p1_curves', 'smoke', tmp_path / 'figs', ex, device='cuda:1', runner='plain', gpu='6')
     assert seen['env']['CUDA_VISIBLE_DEVICES'] == '6'
     cmd = seen['cmd']
