@@ -110,7 +110,7 @@ def test_huge_table_refused_before_allocation():
     from modmem.data import host_memory
     if (host_memory() or 0) < 90 * 2 ** 30:
         with pytest.raises(UsageError, match='needs about 96 GiB'): ModularTask('add', 46341)
-    assert time.perf_counter() - t < 1.0
+    assert time.perf_counter() - t < 5.0   # refused before building anything (building takes minutes, or an OOM kill)
 
 
 def test_long_quiet_train_shows_progress(capsys, monkeypatch):
