@@ -82,7 +82,7 @@ def test_cli_says_diverged(capsys):
     rc, out, err = run(capsys, '--lr', '0.01', '1e6')
     assert rc == 0
     assert 'diverged' in out and 'status' in out
-    assert 'member(s) 1 diverged' in err
+    assert 'member(s) 1 (at step 1) diverged' in err
     rc, out, err = run(capsys, '--lr', '1e6', '--json')
     rec = json.loads(out.splitlines()[0])
     assert rec['diverged'] is True and rec['train_acc'] is None and rec['test_acc'] is None
