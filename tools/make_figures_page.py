@@ -228,6 +228,11 @@ def _status(e, found) -> str:
     return 'not yet' if e.notebook is None else 'not run'
 
 
+def _current_source() -> str:
+    from modmem.provenance import source_hash
+    return source_hash()
+
+
 def _measured(e, preset: str, rec: dict, figures: Path) -> tuple[list[str], str | None]:
     "The measured block of figure `e` at `preset` (how it was made, the numbers or the table) and its image's Markdown (None for a table)."
     tr = rec.get('training') or {}
@@ -238,6 +243,9 @@ def _measured(e, preset: str, rec: dict, figures: Path) -> tuple[list[str], str 
                                   f"git {rec['git_revision']}" if preset == 'full' and rec.get('git_revision') else None,
                                   (rec.get('created') or '')[:10] or None) if x)
     out = [f'**Measured** at `{preset}`' + (f' ({made})' if made else '') + (f': {_md(rec["note"])}' if rec.get('note') else '.'), '']
+    if rec.get('source_hash') and rec['source_hash'] != _current_source():
+        out += [f"**Stale**: made by modmem code `{rec['source_hash']}`, not today's `{_current_source()}`: the library changed "
+                f"since (`modmem reproduce --list` says so too); its notebook is first in the GPU lease queue to be made again.", '']
     data = figures / preset / rec['file']
     if data.suffix == '.csv': return out + [csv_table(data)], None
     tables, shown = measured(rec.get('metrics'))
