@@ -43,13 +43,21 @@ def relink(md: str) -> str:
     return re.sub(r'\]\(figimg/([^)\s]+\.png)\)', r'](figures/\1)', md)
 
 
+CALLOUT_FENCE = re.compile(r'^:::(?: *\{\.callout[^}]*\})? *\n?', re.M)
+
+
+def unfold(md: str) -> str:
+    "Markdown without the site's collapsed callouts (`::: {.callout-note collapse=...}` ... `:::`): GitHub shows fences as text."
+    return CALLOUT_FENCE.sub('', md).strip()
+
+
 def render(nb_path) -> str:
-    "README text for a notebook: markdown as is, code cells as python blocks with their text outputs."
+    "README text for a notebook: markdown as is (the site's folds unfolded), code cells as python blocks with their text outputs."
     nb = json.loads(Path(nb_path).read_text())
     parts = []
     for cell in nb['cells']:
         src = ''.join(cell['source'])
-        if cell['cell_type'] == 'markdown': parts.append(relink(src.strip()) + '\n')
+        if cell['cell_type'] == 'markdown': parts.append(relink(unfold(src)) + '\n')
         elif cell['cell_type'] == 'code':
             flags = ' '.join(_directives(src))
             if re.search(r'\bhide\b|\bexport\b', flags): continue
