@@ -7,7 +7,9 @@ Debian's, these machines being offline) and the tests fail on
 - a page wider than the window (it scrolls sideways),
 - a formula left untypeset: `\\(`/`\\[` or `$...$` in the rendered text, or a TeX error,
 - a local link or image that does not answer,
-- a code cell shown without output, outside the allow-list in `quiet_by_design`.
+- a code cell shown without output, outside the allow-list in `quiet_by_design`,
+- a lesson page taller than `MAX_PAGE_PX` (outside `TALL_BY_DESIGN`): a lesson reads as a tutorial, its helpers' API
+  entries and hand-made examples folded under 'API' and 'Details' callouts.
 
 Each test lists every page that fails it, with what failed. They need Quarto (`quarto` on PATH), Chromium and
 Debian's MathJax 2 (`apt-get install chromium libjs-mathjax fonts-mathjax`); without them they are skipped, saying which
@@ -115,6 +117,22 @@ def test_lesson_figures_not_shrunk(pages):
         small = [f'{n} px shown at {s}' for n, s in shots.figures(dom) if s < 0.49 * n]
         if small: bad[page] = ', '.join(small)
     assert not bad, _report(bad, 'figures shrunk below half their pixels (text under 10 px)')
+
+
+MAX_PAGE_PX = 8500
+TALL_BY_DESIGN = {'figures.html': 'every figure of both papers, grouped by theme',
+                  'tour.html': 'the six steps of the story, one large figure each'}
+
+
+def test_lesson_pages_not_too_long(pages):
+    "No lesson page is taller than MAX_PAGE_PX at 1,400 px (its folds closed)."
+    bad = {}
+    for page, dom in pages.items():
+        if page in TALL_BY_DESIGN: continue
+        h = shots.height(dom)
+        if not h: bad[page] = 'the page never reported its height (did it load?)'
+        elif h > MAX_PAGE_PX: bad[page] = f'{h} px tall'
+    assert not bad, _report(bad, f'more than {MAX_PAGE_PX} px')
 
 
 RAW_DOLLARS = re.compile(r'(?<![\\$])\$(?!\s)[^$\n]{0,200}?[\\^_{}][^$\n]{0,200}?(?<!\s)\$')

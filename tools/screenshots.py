@@ -50,7 +50,8 @@ AT_SCRIPT = r"""<script>(function () {
     meta.content = document.documentElement.scrollWidth + ',' + window.innerWidth + ',' + document.documentElement.scrollHeight;
     document.head.appendChild(meta);
     var imgs = document.createElement('meta'); imgs.name = 'modmem-images';  // natural:shown width of every figure
-    imgs.content = Array.from(document.querySelectorAll('main img')).filter(function (i) { return i.naturalWidth > 0; })
+    // images inside a folded callout (display: none until opened) are left out: they have no shown width
+    imgs.content = Array.from(document.querySelectorAll('main img')).filter(function (i) { return i.naturalWidth > 0 && i.offsetParent !== null; })
       .map(function (i) { return i.naturalWidth + ':' + Math.round(i.getBoundingClientRect().width); }).join(' ');
     document.head.appendChild(imgs);
     if (!id) return;
