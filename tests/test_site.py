@@ -135,6 +135,19 @@ def test_lesson_pages_not_too_long(pages):
     assert not bad, _report(bad, f'more than {MAX_PAGE_PX} px')
 
 
+def test_a_link_to_a_folded_entry_opens_its_fold(site, built):
+    "A link to an API entry folded in a collapsed callout opens the fold (nbs/fold-links.html): else the reader lands at the top."
+    page = 'fourier.html'
+    fold = re.search(r'<div id="(callout-\d+)" class="[^"]*callout-collapse[^"]*">(.*?)<section id="([^"]+)"', built[page], re.S)
+    assert fold, f'no folded API entry on {page}'
+    folds_id, target = fold[1], fold[3]
+    srv, base = shots.serve(site.resolve(), MATHJAX.resolve())
+    try: dom = shots.chromium(CHROMIUM, f'{base}{page}#{target}', '--dump-dom', width=WIDTH, height=HEIGHT)
+    finally: srv.shutdown()
+    cls = re.search(rf'<div id="{folds_id}" class="([^"]*)"', dom)
+    assert cls and 'show' in cls[1].split(), f'{page}#{target}: its fold {folds_id} stays closed ({cls and cls[1]})'
+
+
 RAW_DOLLARS = re.compile(r'(?<![\\$])\$(?!\s)[^$\n]{0,200}?[\\^_{}][^$\n]{0,200}?(?<!\s)\$')
 
 
