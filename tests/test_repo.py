@@ -12,6 +12,13 @@ def test_readme_is_current():
         'README.md is stale: run `python tools/make_readme.py`'
 
 
+def test_lessons_are_folded():
+    "The long lessons fold their helpers' API entries and hand-made examples as tools/fold_api.py's FOLDS says."
+    sys.path.insert(0, str(ROOT / 'tools'))
+    from fold_api import main
+    assert main(['--check']) == 0, 'a lesson is not folded as FOLDS says: run `python tools/fold_api.py`, then nbdev_clean'
+
+
 def test_package_matches_notebooks(tmp_path):
     "nbdev_export of a copy of nbs/ reproduces modmem/ byte for byte."
     for name in ('settings.ini', 'setup.py', 'README.md', 'pyproject.toml'):
