@@ -43,12 +43,21 @@ def relink(md: str) -> str:
     return re.sub(r'\]\(figimg/([^)\s]+\.png)\)', r'](figures/\1)', md)
 
 
-CALLOUT_FENCE = re.compile(r'^:::(?: *\{\.callout[^}]*\})? *\n?', re.M)
-
-
 def unfold(md: str) -> str:
-    "Markdown without the site's collapsed callouts (`::: {.callout-note collapse=...}` ... `:::`): GitHub shows fences as text."
-    return CALLOUT_FENCE.sub('', md).strip()
+    """Markdown without the site's collapsed callouts (`::: {.callout-note collapse=...}` ... its `:::`), their content kept:
+    GitHub prints fences as text. Other fenced divs keep both their fences; code blocks are left alone."""
+    out, divs, code = [], [], False
+    for line in md.split('\n'):
+        if line.startswith('```'): code = not code
+        elif not code and re.match(r'^:::+ *\S', line):
+            divs.append(bool(re.match(r'^:::+ *\{\.callout', line)))
+            if divs[-1]: continue
+        elif not code and re.match(r'^:::+ *$', line) and divs:
+            if divs.pop():
+                while out and not out[-1]: out.pop()   # the blank line that separated the content from its fence
+                continue
+        out.append(line)
+    return '\n'.join(out)
 
 
 def render(nb_path) -> str:
@@ -57,7 +66,7 @@ def render(nb_path) -> str:
     parts = []
     for cell in nb['cells']:
         src = ''.join(cell['source'])
-        if cell['cell_type'] == 'markdown': parts.append(relink(unfold(src)) + '\n')
+        if cell['cell_type'] == 'markdown': parts.append(relink(src.strip()) + '\n')
         elif cell['cell_type'] == 'code':
             flags = ' '.join(_directives(src))
             if re.search(r'\bhide\b|\bexport\b', flags): continue
@@ -65,7 +74,7 @@ def render(nb_path) -> str:
             if code: parts.append(f'```python\n{code}\n```\n')
             out = _text_outputs(cell)
             if out: parts.append(f'```\n{out}```\n')
-    return HEADER + '\n'.join(parts)
+    return HEADER + unfold('\n'.join(parts)).rstrip('\n') + '\n'
 
 
 if __name__ == '__main__':
